@@ -1,0 +1,2 @@
+"""MTUnet reproduction."""
+__version__ = "0.1.0"

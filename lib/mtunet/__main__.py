@@ -1,0 +1,5 @@
+import sys
+
+from mtunet.cli import main
+
+sys.exit(main())

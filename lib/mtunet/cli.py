@@ -1,0 +1,53 @@
+"""`python -m mtunet ...`: one entry point; each subcommand lives beside the code it drives.
+
+A subcommand module exposes ``add_parser(subparsers)`` (which sets ``func``) and is imported
+lazily, so ``--help`` stays fast and does not import a deep-learning backend.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mtunet.errors import UserError
+
+# subcommand name -> module defining add_parser(subparsers)
+SUBCOMMANDS = {
+    "data": "mtunet.data.cli",
+    "train": "mtunet.train_cli",
+    "predict": "mtunet.predict",
+    "bench": "mtunet.bench",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mtunet",
+        description="MTUnet reproduction: data checks, training, prediction and benchmarks.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module_name in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # subcommand not built yet
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

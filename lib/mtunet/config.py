@@ -1,0 +1,44 @@
+"""Names shared by every part of the study: classes, lesion groups, grades and default paths.
+
+The paper's segmentation map is h x w x 5 with a per-pixel softmax. We read the five channels as
+background, microaneurysms (MA), haemorrhages (HE), hard exudates (EX) and soft exudates (SE);
+the optic disc (OD) is an optional sixth channel (Fig. 6 shows it in purple).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+LESIONS: tuple[str, ...] = ("MA", "HE", "EX", "SE")
+LESION_NAMES = {"MA": "Microaneurysms", "HE": "Haemorrhages", "EX": "Hard Exudates",
+                "SE": "Soft Exudates", "OD": "Optic Disc"}
+CLASS_NAMES: tuple[str, ...] = ("background",) + LESIONS
+CLASS_NAMES_WITH_OD: tuple[str, ...] = CLASS_NAMES + ("OD",)
+CLASS_INDEX = {name: i for i, name in enumerate(CLASS_NAMES_WITH_OD)}
+
+# Lesion groups the paper reports Dice for (Table 2): red = MA u HE, yellow = EX u SE.
+LESION_GROUPS: dict[str, tuple[int, ...]] = {
+    "red": (CLASS_INDEX["MA"], CLASS_INDEX["HE"]),
+    "yellow": (CLASS_INDEX["EX"], CLASS_INDEX["SE"]),
+}
+
+N_GRADES = 5
+GRADE_NAMES: tuple[str, ...] = ("No DR", "Mild", "Moderate", "Severe", "Proliferative")
+
+# Colours of the lesion overlays (RGB), as in the paper's Fig. 6.
+CLASS_COLOURS = {"MA": (255, 40, 40), "HE": (200, 0, 0), "EX": (255, 230, 0),
+                 "SE": (255, 170, 0), "OD": (160, 60, 220)}
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_data_dir() -> Path:
+    """Where the real datasets live: $MTUNET_DATA_DIR, else ../shared/data beside the checkout."""
+    env = os.environ.get("MTUNET_DATA_DIR")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+def runs_dir() -> Path:
+    """Git-ignored folder for checkpoints, logs and caches ($MTUNET_RUNS_DIR overrides)."""
+    env = os.environ.get("MTUNET_RUNS_DIR")
+    return Path(env) if env else REPO_ROOT / "runs"
