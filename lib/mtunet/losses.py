@@ -1,0 +1,256 @@
+"""The paper's losses (Eq. 1-3), Dice-type alternatives, and a training-time Dice metric.
+
+Written with ``keras.ops`` only, so they run under TensorFlow and JAX; every class is
+registered as Keras-serializable (package ``"mtunet"``) so saved models reload without
+``custom_objects``.
+
+- Eq. 1, :class:`SegmentationBCE`: binary cross-entropy summed over the k = 5 channels of the
+  per-pixel softmax map S against the one-hot mask Y.
+- Eq. 2, :class:`GradingCCE`: categorical cross-entropy of the grade.
+- Eq. 3, :func:`multitask_loss`: ``L_M = L_B + α L_C`` as Keras ``loss`` / ``loss_weights``
+  dicts keyed by the model's output names ``"seg"`` and ``"grade"``.
+- :class:`DiceLoss`, :class:`GeneralizedDiceLoss`: the Dice-type losses the paper says did
+  worse than BCE ("Loss Functions"), kept to test that remark.
+"""
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+EPSILON = 1e-7
+SEG_OUTPUT, GRADE_OUTPUT = "seg", "grade"
+LESION_CHANNELS = (1, 2, 3, 4)
+
+_register = keras.saving.register_keras_serializable(package="mtunet")
+
+
+def _channels(x, class_indexes):
+    """Select channels ``class_indexes`` of the last axis (None keeps all)."""
+    if class_indexes is None:
+        return x
+    return ops.take(x, ops.convert_to_tensor(list(class_indexes), dtype="int32"), axis=-1)
+
+
+@_register
+class SegmentationBCE(keras.losses.Loss):
+    """Eq. 1: L_B(S, Y) = -Σ_{i,j} Σ_k [Y log S + (1 - Y) log(1 - S)].
+
+    ``y_pred`` is the per-pixel softmax map S (batch, h, w, k), ``y_true`` the one-hot mask Y of
+    the same shape. The k channels are summed, as in Eq. 1.
+
+    The paper writes a *sum* over the pixels i, j. By default (``pixel_reduction="mean"``) we
+    *average* over pixels instead, so L_B is about one per-pixel cross-entropy whatever the
+    input size and the α of Eq. 3 weighs it against the per-image L_C on a comparable scale
+    (a literal sum at 512 x 512 makes L_B ~2.6e5 times larger and α meaningless).
+    ``pixel_reduction="sum"`` gives the literal Eq. 1. Either way the result is one value per
+    image; Keras then averages over the batch. Probabilities are clipped to
+    [epsilon, 1 - epsilon] before the logarithms.
+    """
+
+    def __init__(self, pixel_reduction: str = "mean", epsilon: float = EPSILON,
+                 name: str = "segmentation_bce", **kwargs):
+        if pixel_reduction not in ("mean", "sum"):
+            raise ValueError(f"pixel_reduction must be 'mean' or 'sum', got {pixel_reduction!r}")
+        super().__init__(name=name, **kwargs)
+        self.pixel_reduction = pixel_reduction
+        self.epsilon = float(epsilon)
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.clip(ops.convert_to_tensor(y_pred), self.epsilon, 1.0 - self.epsilon)
+        y_true = ops.cast(y_true, y_pred.dtype)
+        bce = -(y_true * ops.log(y_pred) + (1.0 - y_true) * ops.log(1.0 - y_pred))
+        per_pixel = ops.sum(bce, axis=-1)
+        spatial = tuple(range(1, len(per_pixel.shape)))
+        if self.pixel_reduction == "sum":
+            return ops.sum(per_pixel, axis=spatial)
+        return ops.mean(per_pixel, axis=spatial)
+
+    def get_config(self):
+        return {**super().get_config(), "pixel_reduction": self.pixel_reduction,
+                "epsilon": self.epsilon}
+
+
+@_register
+class GradingCCE(keras.losses.Loss):
+    """Eq. 2: L_C(P, G) = -Σ_k G_k log P_k, P the softmax grade vector, G the one-hot grade.
+
+    (The paper's Eq. 2 carries pixel indexes i, j on P and G; the grade is one vector per
+    image, so we read it without them.) ``sparse=True`` accepts integer grades instead of
+    one-hot vectors. Probabilities are clipped to [epsilon, 1 - epsilon].
+    """
+
+    def __init__(self, sparse: bool = False, epsilon: float = EPSILON,
+                 name: str = "grading_cce", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.sparse = bool(sparse)
+        self.epsilon = float(epsilon)
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.clip(ops.convert_to_tensor(y_pred), self.epsilon, 1.0 - self.epsilon)
+        if self.sparse:
+            y_true = ops.one_hot(ops.reshape(ops.cast(y_true, "int32"), (-1,)),
+                                 y_pred.shape[-1], dtype=y_pred.dtype)
+        y_true = ops.cast(y_true, y_pred.dtype)
+        return -ops.sum(y_true * ops.log(y_pred), axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "sparse": self.sparse, "epsilon": self.epsilon}
+
+
+def _soft_overlap(y_true, y_pred, class_indexes):
+    """Σ Y·S, Σ Y, Σ S per channel, summed over batch and pixels (pooled, like
+    segmentation_models' ``per_image=False``)."""
+    y_pred = _channels(ops.convert_to_tensor(y_pred), class_indexes)
+    y_true = ops.cast(_channels(y_true, class_indexes), y_pred.dtype)
+    axes = tuple(range(len(y_pred.shape) - 1))
+    return (ops.sum(y_true * y_pred, axis=axes), ops.sum(y_true, axis=axes),
+            ops.sum(y_pred, axis=axes))
+
+
+@_register
+class DiceLoss(keras.losses.Loss):
+    """Soft Dice loss over the lesion channels: mean_c [1 - (2 Σ Y S + s) / (Σ Y + Σ S + s)].
+
+    Sums run over the whole batch and all pixels (one Dice per channel, then the mean over
+    ``class_indexes``, by default MA, HE, EX, SE; background excluded). ``smooth`` s keeps
+    channels absent from the batch at loss 0 instead of 0/0. A perfect prediction gives 0, a
+    disjoint one close to 1. Returns one value for the batch.
+    """
+
+    def __init__(self, smooth: float = 1.0, class_indexes=LESION_CHANNELS,
+                 name: str = "dice_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.smooth = float(smooth)
+        self.class_indexes = None if class_indexes is None else tuple(int(c)
+                                                                      for c in class_indexes)
+
+    def call(self, y_true, y_pred):
+        inter, t_sum, p_sum = _soft_overlap(y_true, y_pred, self.class_indexes)
+        dice = (2.0 * inter + self.smooth) / (t_sum + p_sum + self.smooth)
+        return 1.0 - ops.mean(dice)
+
+    def get_config(self):
+        return {**super().get_config(), "smooth": self.smooth,
+                "class_indexes": self.class_indexes}
+
+
+@_register
+class GeneralizedDiceLoss(keras.losses.Loss):
+    """Generalized Dice loss (Sudre et al. 2017) over the lesion channels.
+
+    GDL = 1 - 2 Σ_c w_c Σ Y S / Σ_c w_c Σ (Y + S), with w_c = 1 / (Σ Y_c)^2 over batch and
+    pixels, so rare lesions (MA) weigh as much as large ones (EX). A channel absent from the
+    batch would get an infinite weight; as in MONAI it gets the largest finite weight instead.
+    ``smooth`` is added to numerator and denominator. Returns one value for the batch.
+    """
+
+    def __init__(self, smooth: float = 1e-5, class_indexes=LESION_CHANNELS,
+                 name: str = "generalized_dice_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.smooth = float(smooth)
+        self.class_indexes = None if class_indexes is None else tuple(int(c)
+                                                                      for c in class_indexes)
+
+    def call(self, y_true, y_pred):
+        inter, t_sum, p_sum = _soft_overlap(y_true, y_pred, self.class_indexes)
+        present = t_sum > 0
+        w = ops.where(present, 1.0 / ops.square(ops.maximum(t_sum, 1.0)), 0.0)
+        w = ops.where(present, w, ops.max(w))
+        num = 2.0 * ops.sum(w * inter) + self.smooth
+        den = ops.sum(w * (t_sum + p_sum)) + self.smooth
+        return 1.0 - num / den
+
+    def get_config(self):
+        return {**super().get_config(), "smooth": self.smooth,
+                "class_indexes": self.class_indexes}
+
+
+SEGMENTATION_LOSSES = {"bce": SegmentationBCE, "dice": DiceLoss,
+                       "generalized_dice": GeneralizedDiceLoss}
+
+
+def segmentation_loss(name: str = "bce", **kwargs) -> keras.losses.Loss:
+    """One segmentation loss object by name: "bce" (Eq. 1), "dice" or "generalized_dice"."""
+    try:
+        cls = SEGMENTATION_LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown segmentation loss {name!r}; "
+                         f"choose from {sorted(SEGMENTATION_LOSSES)}") from None
+    return cls(**kwargs)
+
+
+def multitask_loss(alpha: float = 1.0, seg_loss: str = "bce", sparse_grades: bool = False
+                   ) -> tuple[dict, dict]:
+    """Eq. 3, L_M = L_B + α L_C, the Keras way.
+
+    Returns ``(loss, loss_weights)`` for ``model.compile(loss=loss, loss_weights=loss_weights)``
+    on a model whose outputs are named ``"seg"`` and ``"grade"``::
+
+        loss = {"seg": SegmentationBCE(), "grade": GradingCCE()}
+        loss_weights = {"seg": 1.0, "grade": alpha}
+
+    The paper found α = 1 best for both tasks. ``seg_loss`` swaps L_B for a Dice-type loss.
+    """
+    alpha = float(alpha)
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    loss = {SEG_OUTPUT: segmentation_loss(seg_loss), GRADE_OUTPUT: GradingCCE(sparse=sparse_grades)}
+    return loss, {SEG_OUTPUT: 1.0, GRADE_OUTPUT: alpha}
+
+
+@_register
+class DiceCoefficient(keras.metrics.Metric):
+    """Hard Dice of a lesion group during training, pooled over all batches of an epoch.
+
+    Each pixel's class is the argmax of ``y_pred`` (and of ``y_true`` when it is one-hot; an
+    integer class map of rank one less is used as is). Pixels whose class is in
+    ``class_indexes`` form X (prediction) and Y (truth); the metric accumulates |X ∩ Y|, |X|
+    and |Y| and reports 2|X ∩ Y| / (|X| + |Y|), 0 while both are empty. ``sample_weight`` is
+    ignored. Defaults give red-lesion Dice; ``DiceCoefficient((3, 4), name="yellow_dice")``
+    the yellow one. Matches :func:`mtunet.metrics.dice_pooled` on the same arrays.
+    """
+
+    def __init__(self, class_indexes=(1, 2), name: str = "red_dice", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.class_indexes = tuple(int(c) for c in class_indexes)
+        self.intersection = self.add_variable(shape=(), initializer="zeros",
+                                              name="intersection", dtype="float32")
+        self.pred_sum = self.add_variable(shape=(), initializer="zeros", name="pred_sum",
+                                          dtype="float32")
+        self.true_sum = self.add_variable(shape=(), initializer="zeros", name="true_sum",
+                                          dtype="float32")
+
+    def _in_group(self, class_map):
+        hit = ops.zeros_like(class_map, dtype="bool")
+        for c in self.class_indexes:
+            hit = ops.logical_or(hit, ops.equal(class_map, c))
+        return ops.cast(hit, "float32")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_pred = ops.convert_to_tensor(y_pred)
+        y_true = ops.convert_to_tensor(y_true)
+        pred_cls = ops.argmax(y_pred, axis=-1)
+        if len(y_true.shape) == len(y_pred.shape):
+            true_cls = ops.argmax(y_true, axis=-1)
+        else:
+            true_cls = ops.cast(y_true, pred_cls.dtype)
+        x, y = self._in_group(pred_cls), self._in_group(true_cls)
+        self.intersection.assign_add(ops.sum(x * y))
+        self.pred_sum.assign_add(ops.sum(x))
+        self.true_sum.assign_add(ops.sum(y))
+
+    def result(self):
+        denom = self.pred_sum + self.true_sum
+        return ops.where(denom > 0, 2.0 * self.intersection / ops.maximum(denom, 1.0), 0.0)
+
+    def reset_state(self):
+        for v in (self.intersection, self.pred_sum, self.true_sum):
+            v.assign(0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "class_indexes": self.class_indexes}
+
+
+def lesion_dice_metrics() -> list[DiceCoefficient]:
+    """Red (MA, HE) and yellow (EX, SE) training-time Dice, for ``metrics={"seg": ...}``."""
+    return [DiceCoefficient((1, 2), name="red_dice"), DiceCoefficient((3, 4), name="yellow_dice")]
