@@ -1,0 +1,170 @@
+"""Kaggle "Diabetic Retinopathy Detection" (EyePACS) reader, patient split and grade balancing.
+
+Kaggle layout: ``train/<patient>_<left|right>.jpeg`` and ``trainLabels.csv`` (columns image,level).
+The test images (``test/``) have labels in ``retinopathy_solution.csv`` (image,level,Usage); the paper
+pools train and test labels before downsampling, so both are read when present.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mtunet.errors import DataError
+from mtunet.data.idrid import IMAGE_SUFFIXES, list_files, parse_grade, require_dir
+from mtunet.data.records import Record
+
+LABEL_COLUMNS = ("image", "level")
+# label file -> image folder it describes (the defaults, when present)
+DEFAULT_LABEL_FILES = {"trainLabels.csv": "train", "testLabels.csv": "test",
+                       "retinopathy_solution.csv": "test"}
+_PATIENT = re.compile(r"^(?P<pid>.+?)_(left|right)$", re.IGNORECASE)
+
+
+def patient_of(image_id: str) -> str:
+    """"10_left" -> "10"; a name without _left/_right is its own patient."""
+    m = _PATIENT.match(image_id)
+    return m["pid"] if m else image_id
+
+
+@dataclass
+class EyepacsSet:
+    """records: label rows whose image exists; n_missing: label rows without an image."""
+
+    records: list[Record]
+    n_missing: int
+    n_labels: int = 0
+    missing_examples: list[str] = field(default_factory=list)  # first few missing names
+    label_files: list[Path] = field(default_factory=list)
+
+
+def read_labels(csv_path: Path) -> list[tuple[str, int]]:
+    """(image, level) rows of a Kaggle label CSV; DataError on missing columns, bad grades, duplicates."""
+    if not Path(csv_path).is_file():
+        raise DataError(csv_path, "missing label file")
+    try:
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(csv_path, f"unreadable CSV ({str(exc).splitlines()[0]})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    absent = [c for c in LABEL_COLUMNS if c not in df.columns]
+    if absent:
+        raise DataError(csv_path, f"CSV lacks column(s) {', '.join(map(repr, absent))}; "
+                                  f"expected 'image,level', found {list(df.columns)}")
+    names = df["image"].str.strip().tolist()
+    levels = df["level"].str.strip().tolist()
+    fast = pd.to_numeric(pd.Series(levels), errors="coerce")
+    out: list[tuple[str, int]] = []
+    for i, (name, level, num) in enumerate(zip(names, levels, fast)):
+        line = i + 2
+        if not name:
+            raise DataError(csv_path, f"line {line}: empty image name")
+        if num in (0, 1, 2, 3, 4) and level.isdigit():
+            grade = int(level)
+        else:
+            grade = parse_grade(level, csv_path, line, name)
+        out.append((name, grade))
+    dup = df["image"].str.strip().duplicated()
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        raise DataError(csv_path, f"line {i + 2}: duplicate image id {names[i]!r}")
+    return out
+
+
+def read_eyepacs(root, label_files=None) -> EyepacsSet:
+    """Kaggle/EyePACS graded images under ``root``.
+
+    ``label_files``: CSVs with columns image,level, pooled (default: trainLabels.csv, and
+    testLabels.csv / retinopathy_solution.csv when present). An image is looked up in ``root/train``
+    and, if that folder exists, ``root/test``; its Record.split is the folder it was found in.
+    Records are made for rows whose image exists; the rest are counted in ``n_missing``.
+    """
+    root = require_dir(Path(root))
+    if label_files is None:
+        label_files = [root / name for name in DEFAULT_LABEL_FILES if (root / name).is_file()]
+        if not label_files:
+            raise DataError(root / "trainLabels.csv", "missing label file")
+    label_files = [Path(p) for p in label_files]
+    train_dir = require_dir(root / "train")
+    folders = {"train": train_dir}
+    if (root / "test").is_dir():
+        folders["test"] = root / "test"
+    present: dict[str, tuple[str, Path]] = {}
+    for split, folder in folders.items():
+        for path in list_files(folder, IMAGE_SUFFIXES):
+            present.setdefault(path.stem, (split, path))
+    records: list[Record] = []
+    missing: list[str] = []
+    seen: dict[str, Path] = {}
+    n_labels = 0
+    for csv_path in label_files:
+        for name, grade in read_labels(csv_path):
+            if name in seen:
+                raise DataError(csv_path, f"duplicate image id {name!r} (also in {seen[name].name})")
+            seen[name] = csv_path
+            n_labels += 1
+            hit = present.get(name)
+            if hit is None:
+                missing.append(name)
+                continue
+            split, path = hit
+            records.append(Record(image_id=name, image_path=path, grade=grade, masks={}, split=split,
+                                  patient_id=patient_of(name), source="eyepacs", has_masks=False))
+    return EyepacsSet(records=records, n_missing=len(missing), n_labels=n_labels,
+                      missing_examples=missing[:5], label_files=label_files)
+
+
+def split_by_patient(records, test_fraction: float = 0.3, seed: int = 0) -> list[Record]:
+    """Records with ``split`` reassigned to "train"/"test" per patient (both eyes on the same side).
+
+    Patients are stratified by their worst eye's grade: within each stratum a seeded shuffle sends
+    round(test_fraction * n) patients to test, so every grade keeps about the same share on both
+    sides. The order of ``records`` is kept.
+    """
+    if not 0.0 <= test_fraction <= 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1], got {test_fraction}")
+    by_patient: dict[str, list[Record]] = defaultdict(list)
+    for r in records:
+        by_patient[r.patient_id].append(r)
+    strata: dict[int, list[str]] = defaultdict(list)
+    for pid, rs in by_patient.items():
+        grades = [r.grade for r in rs if r.grade is not None]
+        strata[max(grades) if grades else -1].append(pid)
+    rng = np.random.default_rng(seed)
+    test_patients: set[str] = set()
+    for stratum in sorted(strata):
+        pids = sorted(strata[stratum])
+        order = rng.permutation(len(pids))
+        n_test = int(round(test_fraction * len(pids)))
+        test_patients.update(pids[i] for i in order[:n_test])
+    return [replace(r, split="test" if r.patient_id in test_patients else "train") for r in records]
+
+
+def balanced_downsample(records, seed: int = 0) -> list[Record]:
+    """Keep, for every grade present, as many records as the rarest grade has (seeded choice).
+
+    The paper pooled Kaggle train + test and kept 1,914 images per grade. Ungraded records are
+    dropped. The original order is kept.
+    """
+    by_grade: dict[int, list[int]] = defaultdict(list)
+    for i, r in enumerate(records):
+        if r.grade is not None:
+            by_grade[r.grade].append(i)
+    if not by_grade:
+        return []
+    n = min(len(v) for v in by_grade.values())
+    rng = np.random.default_rng(seed)
+    keep: set[int] = set()
+    for grade in sorted(by_grade):
+        idx = by_grade[grade]
+        keep.update(idx[j] for j in rng.choice(len(idx), size=n, replace=False))
+    return [r for i, r in enumerate(records) if i in keep]
+
+
+def grade_counts(records) -> dict[int, int]:
+    """grade -> number of records (ungraded ones under None)."""
+    return dict(sorted(Counter(r.grade for r in records).items(), key=lambda kv: (kv[0] is None, kv[0] or 0)))

@@ -1,0 +1,138 @@
+"""The Keras input pipeline: Records -> batches of (images, {"seg", "grade"}, sample weights).
+
+Images are fed as raw RGB pixels 0..255 (float32). Model-specific input scaling (e.g. VGG16's Caffe
+BGR mean subtraction) is NOT done here: the models do it in their first layer, so that training,
+``predict`` and ``bench`` all feed the same raw pixels.
+
+Multi-task batches mix lesion-annotated and grade-only images: a sample weight of 0 switches off the
+loss of a task for a sample that has no label for it (``seg`` when not ``has_masks``, ``grade`` when
+the grade is None).
+"""
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from tqdm.auto import tqdm
+
+from mtunet.config import N_GRADES
+from mtunet.data.preprocess import load_arrays, prepare_example  # noqa: F401 (load_arrays re-exported)
+
+_PRELOAD_BAR = 16  # show a progress bar when pre-loading at least this many images
+
+
+class FundusSequence(keras.utils.PyDataset):
+    """Batches for ``model.fit``: ``(x, y, sample_weight)``.
+
+    x: float32 (B, S, S, 3), raw RGB 0..255.
+    y["seg"]: one-hot float32 (B, S, S, n_seg_classes); y["grade"]: one-hot float32 (B, 5), zeros when
+    the grade is None. sample_weight["grade"]: float32 (B,), 1.0 where the grade exists, else 0.
+    sample_weight["seg"]: float32 (B,): 1.0 for lesion-annotated images (``has_masks``), else 0. The
+    segmentation losses of ``mtunet.losses`` reduce the pixels themselves (one value per image).
+    Only the keys in ``outputs`` appear.
+
+    Prepared (decoded, cropped, resized, un-augmented) examples are cached in memory keyed by the
+    image (so epoch 2 reads no file); :meth:`preload` fills the cache up front with a progress bar.
+    With ``shuffle`` the order is a seeded permutation per epoch; the augmentation of record k in
+    epoch e uses ``np.random.default_rng([seed, e, k])``, so a run is repeatable whatever the
+    worker scheduling. ``pydataset_kwargs`` (workers, use_multiprocessing, max_queue_size) go to
+    ``keras.utils.PyDataset``.
+    """
+
+    def __init__(self, records, image_size: int, batch_size: int = 2, n_seg_classes: int = 5,
+                 outputs=("seg", "grade"), augmentation=None, shuffle: bool = False, seed: int = 0,
+                 include_od: bool = False, cache: bool = True, **pydataset_kwargs):
+        super().__init__(**pydataset_kwargs)
+        self.records = list(records)
+        if not self.records:
+            raise ValueError("FundusSequence needs at least one record")
+        unknown = set(outputs) - {"seg", "grade"}
+        if unknown:
+            raise ValueError(f"unknown outputs {sorted(unknown)}; use 'seg' and/or 'grade'")
+        n_needed = 6 if include_od else 5
+        if "seg" in outputs and n_seg_classes < n_needed:
+            raise ValueError(f"n_seg_classes={n_seg_classes} but labels use {n_needed} classes "
+                             f"(include_od={include_od})")
+        self.image_size = int(image_size)
+        self.batch_size = int(batch_size)
+        self.n_seg_classes = int(n_seg_classes)
+        self.outputs = tuple(outputs)
+        self.augmentation = augmentation
+        self.shuffle = shuffle
+        self.seed = seed
+        self.include_od = include_od
+        self.cache_enabled = cache
+        self.cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.epoch = 0
+        self.order = self._order()
+
+    def _order(self) -> np.ndarray:
+        n = len(self.records)
+        if not self.shuffle:
+            return np.arange(n)
+        return np.random.default_rng([self.seed, self.epoch]).permutation(n)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.records) / self.batch_size)
+
+    def _key(self, k: int) -> str:
+        r = self.records[k]
+        return f"{r.key}|{r.image_path}"
+
+    def example(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Prepared, un-augmented (image uint8 (S,S,3), label uint8 (S,S)) of record k (cached)."""
+        key = self._key(k)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        out = prepare_example(self.records[k], self.image_size, include_od=self.include_od)
+        if self.cache_enabled:
+            self.cache[key] = out
+        return out
+
+    def preload(self, progress: bool = True) -> None:
+        """Decode and prepare every record now (tqdm bar when there are many)."""
+        todo = [k for k in range(len(self.records)) if self._key(k) not in self.cache]
+        bar = progress and len(todo) >= _PRELOAD_BAR
+        for k in tqdm(todo, desc="preparing images", unit="img", disable=not bar):
+            self.example(k)
+
+    def __getitem__(self, i: int):
+        if not 0 <= i < len(self):
+            raise IndexError(f"batch {i} out of range (0..{len(self) - 1})")
+        idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        b, s = len(idx), self.image_size
+        x = np.zeros((b, s, s, 3), np.float32)
+        labels = np.zeros((b, s, s), np.uint8)
+        for j, k in enumerate(idx):
+            image, label = self.example(int(k))
+            if self.augmentation is not None:
+                rng = np.random.default_rng([self.seed, self.epoch, int(k)])
+                image, label = self.augmentation.apply(image, label, rng)
+            x[j] = image
+            labels[j] = label
+        y, sw = {}, {}
+        if "seg" in self.outputs:
+            y["seg"] = np.eye(self.n_seg_classes, dtype=np.float32)[labels]
+            per_sample = np.array([1.0 if self.records[k].has_masks else 0.0 for k in idx], np.float32)
+            sw["seg"] = per_sample
+        if "grade" in self.outputs:
+            grade = np.zeros((b, N_GRADES), np.float32)
+            w = np.zeros((b,), np.float32)
+            for j, k in enumerate(idx):
+                g = self.records[k].grade
+                if g is not None:
+                    grade[j, int(g)] = 1.0
+                    w[j] = 1.0
+            y["grade"], sw["grade"] = grade, w
+        return x, y, sw
+
+    def set_epoch(self, epoch: int) -> None:
+        """Continue as epoch `epoch` (a resumed run sees the shuffles of an uninterrupted one)."""
+        self.epoch = epoch
+        self.order = self._order()
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = self._order()
