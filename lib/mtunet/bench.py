@@ -1,0 +1,536 @@
+"""`python -m mtunet bench`: how fast MTUnet trains and predicts here, and how close that is to the machine.
+
+One process measures, in this order:
+
+1. the machine's float32 matrix-multiply rate with numpy (an n x n float32 product, best of 3,
+   2 n^3 flops): the reference "what this CPU/BLAS can do" figure;
+2. training images/s of the model fed in-memory numpy arrays (``model.fit`` on arrays);
+3. training images/s of the same model, same steps, fed by ``mtunet.data.pipeline.FundusSequence``
+   with the paper's augmentation over a small synthetic set: the input pipeline's overhead is
+   ``time_pipeline / time_arrays - 1``;
+4. inference images/s (``predict_on_batch`` on arrays).
+
+Warm-up steps (graph tracing, XLA compilation, the first batch) are excluded: the clock runs from
+the end of the last warm-up step to the end of the last timed step of one ``fit`` call, so the data
+fetched for the timed steps is inside the timing and Keras's per-``fit`` setup is not.
+
+FLOPs are counted analytically from the layer shapes (:func:`analytic_flops`), one multiply-add =
+2 FLOPs, biases, activations, pooling, concatenation and the loss not counted; a training step is
+taken as 3 x the forward pass (forward + gradient w.r.t. inputs + gradient w.r.t. weights).
+Achieved FLOP/s divided by the measured matmul FLOP/s says how well the framework uses the machine.
+
+The training path is the one ``mtunet.train.fit`` uses: ``set_seeds`` (with TensorFlow op
+determinism unless ``--no-determinism``), ``compile_model`` (Adam, the multi-task loss, the Dice
+and accuracy metrics), ``jit_compile`` from ``--jit``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mtunet.errors import UserError
+
+# ----------------------------------------------------------------------------------------------
+# FLOPs
+# ----------------------------------------------------------------------------------------------
+
+
+def _prod(values) -> int:
+    out = 1
+    for v in values:
+        out *= int(v)
+    return out
+
+
+def _shape_list(shape):
+    """A Keras shape (tuple, or list of one tuple) as a plain tuple."""
+    if isinstance(shape, list) and shape and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    return tuple(shape)
+
+
+def _call_shapes(layer):
+    """(input_shape, output_shape) of every call of ``layer`` in its model graph(s)."""
+    pairs = []
+    for node in getattr(layer, "_inbound_nodes", []) or []:
+        ins = [t.shape for t in node.input_tensors]
+        outs = [t.shape for t in node.output_tensors]
+        if ins and outs:
+            pairs.append((tuple(ins[0]), tuple(outs[0])))
+    if not pairs:  # a layer never called symbolically: fall back to its recorded shapes
+        try:
+            pairs.append((_shape_list(layer.input.shape), _shape_list(layer.output.shape)))
+        except (AttributeError, ValueError):
+            pass
+    return pairs
+
+
+def _spatial(shape, data_format: str):
+    """(spatial dims, channels) of a batched N-d shape in ``data_format``."""
+    if data_format == "channels_first":
+        return shape[2:], shape[1]
+    return shape[1:-1], shape[-1]
+
+
+def layer_flops(layer) -> int:
+    """Forward FLOPs per sample of one (non-nested) layer, summed over its calls; 0 if not counted.
+
+    - Conv1D/2D/3D: ``2 * prod(kernel) * C_in/groups * C_out * prod(output spatial)``.
+    - DepthwiseConv2D: ``2 * k_h * k_w * C_in * depth_multiplier * H_out * W_out``.
+    - SeparableConv2D: its depthwise part plus a 1x1 pointwise conv at the output size.
+    - Conv2DTranspose (and 1D/3D): every *input* pixel scatters a ``k_h x k_w x C_out`` patch of
+      ``C_in``-long dot products, so ``2 * k_h * k_w * C_in * C_out * H_in * W_in``. With kernel =
+      stride (MTUnet's 2x2 / stride 2 upconvs) this is ``2 * C_in * C_out * H_out * W_out``, i.e. the
+      "output size / stride^2" form; with kernel > stride the patches overlap and the count is
+      still per input pixel (no FLOPs are counted for the overlap-add).
+    - Dense: ``2 * C_in * C_out`` for every position of the leading non-batch dimensions.
+    """
+    import keras
+
+    L = keras.layers
+    name = type(layer).__name__
+    total = 0
+    for in_shape, out_shape in _call_shapes(layer):
+        if any(d is None for d in in_shape[1:]) or any(d is None for d in out_shape[1:]):
+            raise ValueError(f"layer {layer.name!r} has an unknown (None) dimension: "
+                             f"{in_shape} -> {out_shape}; build the model with a fixed input size")
+        fmt = getattr(layer, "data_format", "channels_last")
+        if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
+            in_sp, c_in = _spatial(in_shape, fmt)
+            _, c_out = _spatial(out_shape, fmt)
+            total += 2 * _prod(layer.kernel_size) * c_in * c_out * _prod(in_sp)
+        elif isinstance(layer, L.SeparableConv2D):
+            in_sp, c_in = _spatial(in_shape, fmt)
+            out_sp, c_out = _spatial(out_shape, fmt)
+            mid = c_in * layer.depth_multiplier
+            total += 2 * _prod(layer.kernel_size) * mid * _prod(out_sp)
+            total += 2 * mid * c_out * _prod(out_sp)
+        elif isinstance(layer, L.DepthwiseConv2D):
+            _, c_in = _spatial(in_shape, fmt)
+            out_sp, _ = _spatial(out_shape, fmt)
+            total += 2 * _prod(layer.kernel_size) * c_in * layer.depth_multiplier * _prod(out_sp)
+        elif isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)):
+            _, c_in = _spatial(in_shape, fmt)
+            out_sp, c_out = _spatial(out_shape, fmt)
+            groups = int(getattr(layer, "groups", 1) or 1)
+            total += 2 * _prod(layer.kernel_size) * (c_in // groups) * c_out * _prod(out_sp)
+        elif isinstance(layer, L.Dense):
+            c_in, c_out = in_shape[-1], out_shape[-1]
+            total += 2 * c_in * c_out * _prod(in_shape[1:-1])
+        elif name == "EinsumDense":  # pragma: no cover - not used by our models
+            continue
+    return int(total)
+
+
+def _leaf_layers(model):
+    """Every non-model layer inside ``model``, descending into nested models."""
+    for layer in model.layers:
+        sub = getattr(layer, "layers", None)
+        if sub is not None and layer is not model and isinstance(sub, list) and sub:
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
+
+
+def analytic_flops(model) -> int:
+    """Forward-pass FLOPs for ONE image, from the layer shapes (see :func:`layer_flops`).
+
+    Sums Conv / Conv-transpose / Depthwise / Separable / Dense layers (nested models included);
+    everything else (bias adds, activations, pooling, normalisation, concatenation) is ignored —
+    for MTUnet that is < 1 % of the total. A training step costs about 3x this.
+    """
+    return int(sum(layer_flops(layer) for layer in _leaf_layers(model)))
+
+
+def flops_by_type(model) -> dict[str, int]:
+    """analytic_flops split by layer class name (for the report)."""
+    out: dict[str, int] = {}
+    for layer in _leaf_layers(model):
+        f = layer_flops(layer)
+        if f:
+            out[type(layer).__name__] = out.get(type(layer).__name__, 0) + f
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# The machine's reference rate
+# ----------------------------------------------------------------------------------------------
+
+
+def matmul_flops_per_s(n: int = 4096, repeats: int = 3, seed: int = 0) -> float:
+    """float32 ``n x n @ n x n`` with numpy: ``2 n^3 / best time`` over ``repeats`` runs (FLOP/s)."""
+    if n < 1 or repeats < 1:
+        raise ValueError("n and repeats must be >= 1")
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty((n, n), np.float32)
+    np.matmul(a, b, out=out)  # warm up: thread pool, page faults
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.matmul(a, b, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / max(best, 1e-12)
+
+
+def blas_info() -> str:
+    """Which BLAS numpy calls, and with how many threads (threadpoolctl if installed)."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        rows = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        mine = [p for p in rows if Path(np.__file__).parent.name in p.get("filepath", "")
+                or "numpy" in p.get("filepath", "")]
+        rows = mine or rows
+        if rows:
+            return "; ".join(f"{p.get('internal_api')} {p.get('version')} "
+                             f"({p.get('architecture', '?')}, {p.get('num_threads')} threads, "
+                             f"{Path(p.get('filepath', '')).name})" for p in rows)
+    except ImportError:
+        pass
+    try:
+        cfg = np.show_config(mode="dicts")
+        blas = cfg.get("Build Dependencies", {}).get("blas", {})
+        return f"{blas.get('name', '?')} {blas.get('version', '')} (numpy.show_config)"
+    except Exception:  # pragma: no cover - very old numpy
+        return "unknown"
+
+
+# ----------------------------------------------------------------------------------------------
+# Timing helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def _timer_callback(warmup: int):
+    import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        """Wall-clock time from the end of step ``warmup`` to the end of the last step."""
+
+        def __init__(self):
+            super().__init__()
+            self.ends: list[float] = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.ends.append(time.perf_counter())
+
+        def timed(self) -> list[float]:
+            """Durations of the timed steps (end of step k-1 to end of step k, k > warmup)."""
+            if len(self.ends) <= warmup:
+                raise RuntimeError(f"only {len(self.ends)} steps ran; need more than {warmup}")
+            return list(np.diff(self.ends[warmup - 1:]))
+
+    return StepTimer()
+
+
+def _fit_timed(model, data, warmup: int, steps: int, **fit_kwargs) -> list[float]:
+    """Seconds of each of the ``steps`` timed training steps after ``warmup`` steps (one fit)."""
+    timer = _timer_callback(warmup)
+    model.fit(data, epochs=1, steps_per_epoch=warmup + steps, callbacks=[timer], verbose=0,
+              **fit_kwargs)
+    durations = timer.timed()
+    if len(durations) != steps:
+        raise RuntimeError(f"expected {steps} timed steps, ran {len(durations)}")
+    return durations
+
+
+def _synthetic_arrays(n: int, size: int, n_classes: int, tasks, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 255, size=(n, size, size, 3)).astype(np.float32)
+    y, sw = {}, {}
+    if "seg" in tasks:
+        y["seg"] = np.eye(n_classes, dtype=np.float32)[rng.integers(0, n_classes, (n, size, size))]
+        sw["seg"] = np.ones((n,), np.float32)
+    if "grade" in tasks:
+        y["grade"] = np.eye(5, dtype=np.float32)[rng.integers(0, 5, n)]
+        sw["grade"] = np.ones((n,), np.float32)
+    return x, y, sw
+
+
+def _synthetic_sequence(tmp: Path, n_images: int, size: int, batch: int, n_classes: int, tasks,
+                        seed: int = 0):
+    """FundusSequence with augmentation over written synthetic IDRiD images (cache preloaded)."""
+    from mtunet.data.augment import Augmentation
+    from mtunet.data.idrid import read_segmentation
+    from mtunet.data.pipeline import FundusSequence
+    from mtunet.data.synthetic import write_synthetic
+
+    n_write = max(3, min(n_images, 24))
+    root = write_synthetic(tmp / "synthetic", n_seg=n_write, n_grading=0, n_kaggle=0,
+                           size=max(256, size), seed=seed)
+    records = read_segmentation(root / "IDRiD")
+    # Repeat the records to fill the timed steps (augmentation differs per position k).
+    records = [records[i % len(records)] for i in range(n_images)]
+    seq = FundusSequence(records, size, batch_size=batch, n_seg_classes=n_classes, outputs=tasks,
+                         augmentation=Augmentation(), shuffle=True, seed=seed)
+    t0 = time.perf_counter()
+    seq.preload(progress=False)
+    prepare_s = (time.perf_counter() - t0) / n_write
+    return seq, prepare_s
+
+
+# ----------------------------------------------------------------------------------------------
+# The benchmark
+# ----------------------------------------------------------------------------------------------
+
+
+def _configure_threads(threads: int | None, inter_threads: int | None) -> str:
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if threads is not None:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        if inter_threads is not None:
+            tf.config.threading.set_inter_op_parallelism_threads(inter_threads)
+        intra = tf.config.threading.get_intra_op_parallelism_threads()
+        inter = tf.config.threading.get_inter_op_parallelism_threads()
+        return f"TF intra-op {intra or 'auto'}, inter-op {inter or 'auto'}"
+    if threads is not None or inter_threads is not None:
+        print(f"warning: --threads/--inter-threads only apply to TensorFlow; {backend} ignores them "
+              f"(use XLA_FLAGS for JAX)", file=sys.stderr)
+    return f"{backend}: backend default (XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r})"
+
+
+def _env_summary() -> str:
+    keys = ("TF_ENABLE_ONEDNN_OPTS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+            "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MKL_NUM_THREADS", "XLA_FLAGS", "TF_XLA_FLAGS")
+    set_ = [f"{k}={os.environ[k]}" for k in keys if k in os.environ]
+    return ", ".join(set_) or "(none of the thread/BLAS variables set)"
+
+
+def _cpus() -> str:
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        usable = os.cpu_count()
+    return f"{usable} usable of {os.cpu_count()}"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_benchmark(size: int = 256, batch: int = 2, steps: int = 6, warmup: int = 1,
+                  model_name: str = "mtunet", jit: bool = False, threads: int | None = None,
+                  inter_threads: int | None = None, deterministic: bool = True,
+                  mixed_precision: bool = False, matmul_n: int = 4096, pipeline: bool = True,
+                  seed: int = 0, out=print) -> dict:
+    """Run the benchmark; print a report through ``out`` and return the figures as a dict."""
+    t_start = time.perf_counter()
+    res: dict = {"size": size, "batch": batch, "steps": steps, "warmup": warmup,
+                 "model": model_name}
+
+    # 1. reference: numpy matmul (before the backend spins up its own thread pools)
+    res["blas"] = blas_info()
+    res["matmul_n"] = matmul_n
+    res["matmul_flops_per_s"] = matmul_flops_per_s(matmul_n, 3)
+
+    import keras
+
+    threads_desc = _configure_threads(threads, inter_threads)
+    from mtunet.models.registry import MODELS, build_model
+    from mtunet.train import TrainConfig, compile_model, set_precision, set_seeds
+
+    if model_name not in MODELS:
+        raise UserError(f"unknown model {model_name!r}; choose one of {', '.join(MODELS)}")
+    tasks = tuple(MODELS[model_name].tasks)
+    n_classes = 5
+    backend = keras.backend.backend()
+    versions = {"keras": keras.__version__}
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        versions["tensorflow"] = tf.__version__
+    elif backend == "jax":
+        import jax
+
+        versions["jax"] = jax.__version__
+    res.update(backend=backend, versions=versions, threads=threads_desc, env=_env_summary())
+
+    config = TrainConfig(epochs=1, jit_compile=jit, deterministic=deterministic,
+                         mixed_precision=mixed_precision, seed=seed, verbose=0)
+    set_seeds(seed, deterministic)
+    policy = set_precision(mixed_precision)
+    t0 = time.perf_counter()
+    try:
+        model = build_model(model_name, (size, size, 3), n_seg_classes=n_classes)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        if mixed_precision:
+            set_precision(False)
+    compile_model(model, config)
+    res["build_s"] = time.perf_counter() - t0
+    res["dtype_policy"] = policy
+    res["jit_compile"] = bool(getattr(model, "jit_compile", jit))
+    res["xla"] = "yes (JAX always compiles with XLA)" if backend == "jax" else (
+        "yes (jit_compile=True)" if res["jit_compile"] else "no")
+    if jit and not res["jit_compile"] and backend == "tensorflow" and deterministic:
+        res["xla"] += (" -- Keras turns XLA off while TensorFlow op determinism is on "
+                       "(train.fit's default); add --no-determinism")
+    res["n_params"] = int(model.count_params())
+    flops = analytic_flops(model)
+    res["flops_forward_per_image"] = flops
+    res["flops_train_per_image"] = 3 * flops
+    res["flops_by_layer_type"] = flops_by_type(model)
+
+    n_total = (warmup + steps) * batch
+    x, y, sw = _synthetic_arrays(n_total, size, n_classes, tasks, seed)
+
+    # 2. training on in-memory arrays
+    d_arrays = _fit_timed(model, x, warmup, steps, y=y, sample_weight=sw, batch_size=batch,
+                          shuffle=False)
+    t_arrays = float(sum(d_arrays))
+    imgs = steps * batch
+    res["train_arrays_step_s"] = [round(float(d), 4) for d in d_arrays]
+    res["train_arrays_s"] = t_arrays
+    res["train_images_per_s"] = imgs / t_arrays
+    res["train_flops_per_s"] = 3 * flops * imgs / t_arrays
+
+    # 3. training fed by FundusSequence + augmentation
+    if pipeline:
+        with tempfile.TemporaryDirectory(prefix="mtunet-bench-") as tmp:
+            seq, prep_s = _synthetic_sequence(Path(tmp), n_total, size, batch, n_classes, tasks, seed)
+            # A fresh train function: TensorFlow's tf.function(reduce_retracing=True) would
+            # otherwise generalise the arrays' and the PyDataset's input specs into one of unknown
+            # rank, which Keras's loss code cannot handle. The warm-up step absorbs the retrace.
+            compile_model(model, config)
+            d_pipe = _fit_timed(model, seq, warmup, steps)
+        t_pipe = float(sum(d_pipe))
+        res["train_pipeline_step_s"] = [round(float(d), 4) for d in d_pipe]
+        res["pipeline_overhead_median_step"] = float(np.median(d_pipe) / np.median(d_arrays) - 1)
+        res["prepare_s_per_image"] = prep_s
+        res["train_pipeline_s"] = t_pipe
+        res["train_pipeline_images_per_s"] = imgs / t_pipe
+        res["pipeline_overhead"] = t_pipe / t_arrays - 1.0
+
+    # 4. inference
+    for i in range(warmup):
+        model.predict_on_batch(x[i * batch:(i + 1) * batch])
+    t0 = time.perf_counter()
+    for i in range(warmup, warmup + steps):
+        model.predict_on_batch(x[i * batch:(i + 1) * batch])
+    t_inf = time.perf_counter() - t0
+    res["infer_s"] = t_inf
+    res["infer_images_per_s"] = imgs / t_inf
+    res["infer_flops_per_s"] = flops * imgs / t_inf
+
+    mm = res["matmul_flops_per_s"]
+    res["train_vs_matmul"] = res["train_flops_per_s"] / mm
+    res["infer_vs_matmul"] = res["infer_flops_per_s"] / mm
+    res["wall_s"] = time.perf_counter() - t_start
+    _report(res, out)
+    return res
+
+
+def _g(v: float) -> str:
+    return f"{v / 1e9:,.1f} GFLOP/s"
+
+
+def _report(r: dict, out=print) -> None:
+    versions = ", ".join(f"{k} {v}" for k, v in r["versions"].items())
+    out(f"mtunet bench: {r['model']} {r['size']}x{r['size']}, batch {r['batch']}, "
+        f"{r['steps']} timed steps after {r['warmup']} warm-up step(s)")
+    out(f"  machine        {_cpu_model()}; CPUs {_cpus()}; python {platform.python_version()}")
+    out(f"  backend        {r['backend']} ({versions}); dtype policy {r['dtype_policy']}")
+    out(f"  XLA            {r['xla']}")
+    out(f"  threads        {r['threads']}")
+    out(f"  environment    {r['env']}")
+    out(f"  numpy BLAS     {r['blas']}")
+    out(f"  model          {r['n_params']:,} parameters; built+compiled in {r['build_s']:.1f} s")
+    out(f"  FLOPs/image    forward {r['flops_forward_per_image'] / 1e9:,.2f} GFLOP, "
+        f"training ~3x = {r['flops_train_per_image'] / 1e9:,.2f} GFLOP "
+        f"({', '.join(f'{k} {v / 1e9:,.2f}' for k, v in r['flops_by_layer_type'].items())})")
+    out(f"  matmul         numpy float32 {r['matmul_n']}x{r['matmul_n']} best of 3: "
+        f"{_g(r['matmul_flops_per_s'])}")
+    out(f"  train          {r['train_images_per_s']:.3f} images/s ({1 / r['train_images_per_s']:.2f} "
+        f"s/image), {_g(r['train_flops_per_s'])} = {100 * r['train_vs_matmul']:.0f}% of matmul "
+        f"[in-memory arrays]")
+    out(f"  inference      {r['infer_images_per_s']:.3f} images/s ({1 / r['infer_images_per_s']:.2f} "
+        f"s/image), {_g(r['infer_flops_per_s'])} = {100 * r['infer_vs_matmul']:.0f}% of matmul")
+    if "pipeline_overhead" in r:
+        out(f"  pipeline       FundusSequence + augmentation: {r['train_pipeline_images_per_s']:.3f} "
+            f"images/s; overhead vs arrays {100 * r['pipeline_overhead']:+.1f}% "
+            f"({r['train_pipeline_s']:.1f} s vs {r['train_arrays_s']:.1f} s; median step "
+            f"{100 * r['pipeline_overhead_median_step']:+.1f}%); one-off decode+prepare "
+            f"{r['prepare_s_per_image'] * 1e3:.0f} ms/image (cached after the first epoch)")
+    out(f"  wall time      {r['wall_s']:.0f} s")
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return n
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "bench", help="training/inference speed, FLOP/s vs numpy matmul, input-pipeline overhead",
+        description="Benchmark MTUnet on this machine: training and inference images/s, analytic "
+                    "FLOPs and achieved FLOP/s against a numpy float32 matmul measured in the same "
+                    "run, and the FundusSequence input pipeline's overhead over in-memory arrays. "
+                    "Backend: KERAS_BACKEND (tensorflow or jax).")
+    p.add_argument("--size", type=_positive, default=256, help="input side in pixels (default 256)")
+    p.add_argument("--batch", type=_positive, default=2, help="batch size (default 2)")
+    p.add_argument("--steps", type=_positive, default=6,
+                   help="timed steps per measurement (default 6)")
+    p.add_argument("--warmup", type=_positive, default=1,
+                   help="untimed warm-up steps before each measurement (default 1)")
+    p.add_argument("--model", default="mtunet", help="a model of mtunet.models.registry (default mtunet)")
+    p.add_argument("--jit", action="store_true", help="compile the train/predict steps with XLA")
+    p.add_argument("--threads", type=_positive, default=None,
+                   help="TensorFlow intra-op threads (default: TensorFlow decides)")
+    p.add_argument("--inter-threads", type=_positive, default=None,
+                   help="TensorFlow inter-op threads (default: TensorFlow decides)")
+    p.add_argument("--no-determinism", action="store_true",
+                   help="skip TensorFlow op determinism (train.fit enables it by default)")
+    p.add_argument("--mixed-precision", action="store_true",
+                   help="mixed_bfloat16 policy (FLOP/s then compare bf16 work with a float32 matmul)")
+    p.add_argument("--no-pipeline", action="store_true", help="skip the input-pipeline measurement")
+    p.add_argument("--matmul-n", type=_positive, default=4096,
+                   help="side of the numpy reference matmul (default 4096)")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    p.set_defaults(func=main)
+    return p
+
+
+def main(args) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.json is not None and args.json.exists() and args.json.is_dir():
+        raise UserError(f"--json {args.json}: is a folder, expected a file path")
+    res = run_benchmark(size=args.size, batch=args.batch, steps=args.steps, warmup=args.warmup,
+                        model_name=args.model, jit=args.jit, threads=args.threads,
+                        inter_threads=args.inter_threads, deterministic=not args.no_determinism,
+                        mixed_precision=args.mixed_precision, matmul_n=args.matmul_n,
+                        pipeline=not args.no_pipeline)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(res, indent=2, default=str))
+    return 0

@@ -1,0 +1,82 @@
+"""Result tables: our numbers beside the paper's, written as CSV and Markdown.
+
+Every table row holds the paper's published value (from `mtunet.paper`, never retyped), ours
+(mean ± std over runs, plus a bootstrap interval where one was computed) and the difference.
+Numbers are percentages, as in the paper.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from mtunet.stats import format_mean_std, mean_std
+
+
+def write_table(frame: pd.DataFrame, results_dir: Path, name: str, title: str | None = None,
+                note: str | None = None) -> Path:
+    """`<name>.csv` (full precision) and `<name>.md` (rounded, for reading); returns the CSV path."""
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = results_dir / f"{name}.csv"
+    tmp = csv_path.with_suffix(".csv.tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(csv_path)
+    (results_dir / f"{name}.md").write_text(to_markdown(frame, title, note))
+    return csv_path
+
+
+def to_markdown(frame: pd.DataFrame, title: str | None = None, note: str | None = None) -> str:
+    parts = [f"### {title}\n"] if title else []
+    parts.append(frame.to_markdown(index=False, floatfmt=".2f", missingval="–"))
+    if note:
+        parts.append(f"\n{note}")
+    return "\n".join(parts) + "\n"
+
+
+def compare_with_paper(ours: pd.DataFrame, paper: pd.DataFrame, key: str = "metric",
+                       intervals: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (network, key): paper mean/std, ours mean/std over runs, n runs, difference.
+
+    ours:      long form, columns network, <key>, seed, value (percent)
+    paper:     mtunet.paper.tableN_frame() (network, <key>, paper_mean, paper_std)
+    intervals: optional, columns network, <key>, ci_low, ci_high (bootstrap over test images)
+    A paper row with no run of ours stays in the table with empty "ours" cells and the reason
+    in `status`, so a missing experiment is visible rather than silently dropped.
+    """
+    rows = []
+    for (network, item), group in ours.groupby(["network", key], sort=False):
+        mean, std = mean_std(group["value"].to_numpy(dtype=float))
+        rows.append({"network": network, key: item, "ours_mean": mean, "ours_std": std,
+                     "n_runs": int(group["value"].notna().sum())})
+    reproduced = pd.DataFrame(rows, columns=["network", key, "ours_mean", "ours_std", "n_runs"])
+    table = paper.merge(reproduced, on=["network", key], how="outer")
+    if intervals is not None and len(intervals):
+        table = table.merge(intervals, on=["network", key], how="left")
+    else:
+        table["ci_low"] = np.nan
+        table["ci_high"] = np.nan
+    table["difference"] = table["ours_mean"] - table["paper_mean"]
+    table["paper"] = [_cell(m, s) for m, s in zip(table["paper_mean"], table["paper_std"])]
+    table["ours"] = [_cell(m, s) for m, s in zip(table["ours_mean"], table["ours_std"])]
+    table["status"] = ["not run" if pd.isna(m) else ("no paper value" if pd.isna(p) else "")
+                       for m, p in zip(table["ours_mean"], table["paper_mean"])]
+    order = ["network", key, "paper", "ours", "difference", "ci_low", "ci_high", "n_runs",
+             "paper_mean", "paper_std", "ours_mean", "ours_std", "status"]
+    return table[order]
+
+
+def _cell(mean: float, std: float) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return ""
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.2f}"
+    return format_mean_std(mean, std)
+
+
+def long_scores(rows: Iterable[dict], key: str = "metric") -> pd.DataFrame:
+    """Per-run scores (dicts with network, seed, <key>, value) as a long frame."""
+    return pd.DataFrame(list(rows), columns=["network", "seed", key, "value"])

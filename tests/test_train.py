@@ -1,0 +1,70 @@
+"""Training: resume continues a killed run, the same run gives the same numbers twice."""
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtunet.data import read_segmentation
+from mtunet.data.pipeline import FundusSequence
+from mtunet.models.registry import build_model
+from mtunet.train import TrainConfig, fit, load_run
+
+
+@pytest.fixture(scope="module")
+def seg_records(synthetic_root):
+    return [r for r in read_segmentation(synthetic_root / "IDRiD") if r.split == "train"][:4]
+
+
+class KillAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt("simulated kill")
+
+
+def _fit(records, tmp_path, run_id, epochs, seed=0, callbacks=None):
+    data = FundusSequence(records, 32, batch_size=2, outputs=("seg",), seed=seed)
+    config = TrainConfig(epochs=epochs, learning_rate=1e-3, seed=seed, verbose=0)
+    return fit(lambda: build_model("unet", (32, 32, 3)), data, config, run_id,
+               runs_root=tmp_path, describe={"model": "unet", "input_shape": [32, 32, 3]},
+               callbacks=callbacks)
+
+
+@pytest.mark.backend
+def test_killed_run_resumes_from_its_last_epoch(seg_records, tmp_path):
+    with pytest.raises(KeyboardInterrupt):                    # killed after epoch 1 of 2
+        _fit(seg_records, tmp_path, "r", epochs=2, callbacks=[KillAfterFirstEpoch()])
+    assert not (tmp_path / "r" / "final.npz").exists()
+    second = _fit(seg_records, tmp_path, "r", epochs=2)       # started again, same run id
+    assert second.resumed_from_epoch == 1                     # continued, not restarted
+    history = pd.read_csv(tmp_path / "r" / "history.csv")
+    assert history["epoch"].tolist() == [0, 1]
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert run["model"] == "unet" and run["config"]["epochs"] == 2
+    assert (tmp_path / "r" / "final.npz").exists() and (tmp_path / "r" / "manifest.json").exists()
+    assert not (tmp_path / "r" / "backup").exists()           # resume state dropped once finished
+    third = _fit(seg_records, tmp_path, "r", epochs=2)        # finished: loaded, not retrained
+    assert third.wall_time_s == 0.0 and third.epochs_done == 2
+    for a, b in zip(second.model.get_weights(), third.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    rebuilt = load_run(tmp_path / "r")
+    np.testing.assert_array_equal(rebuilt.get_weights()[0], second.model.get_weights()[0])
+
+
+def test_same_run_same_numbers(seg_records, tmp_path):
+    a = _fit(seg_records, tmp_path, "a", epochs=1)
+    b = _fit(seg_records, tmp_path, "b", epochs=1)
+    assert np.isfinite(a.history["loss"][0])
+    assert a.history["loss"] == pytest.approx(b.history["loss"], rel=1e-5)
+    for wa, wb in zip(a.model.get_weights(), b.model.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-6)
+
+
+def test_manifest_records_what_was_run(seg_records, tmp_path):
+    _fit(seg_records, tmp_path, "m", epochs=1)
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["parameters"]["encoder_init"] == "random"
+    assert manifest["environment"]["keras_backend"]
+    assert "commit" in manifest["git"] and manifest["wall_time_s"] > 0
