@@ -2,26 +2,27 @@
 # The whole test suite, on a fresh machine: creates/reuses .venv, installs, then runs
 #   1. every unit/integration test on the default TensorFlow backend,
 #   2. the model/loss/metric subset again on JAX (tests marked `backend`),
-#   3. the nbval regression notebooks (tests/regression/*.ipynb), re-executed and compared.
+#   3. the nbval regression notebooks (tests/regression/*.ipynb): the smoke profile re-executed,
+#      cells marked NBVAL_CHECK_OUTPUT compared with the stored outputs,
+#   4. run_all.sh --profile smoke in a temporary copy of the project (every table and figure made;
+#      it reuses the smoke training runs step 3 left in runs/smoke, so CI trains them once).
 # Extra arguments go to the first pytest call (e.g. ./run_tests.sh -k data -x).
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup_env.sh
 
 status=0
-echo "== [1/3] pytest, KERAS_BACKEND=tensorflow"
-KERAS_BACKEND=tensorflow python -m pytest tests -q "$@" || status=$?
+echo "== [1/4] pytest, KERAS_BACKEND=tensorflow"
+KERAS_BACKEND=tensorflow python -m pytest tests -q --ignore=tests/test_run_all_smoke.py "$@" || status=$?
 
-echo "== [2/3] pytest -m backend, KERAS_BACKEND=jax"
-KERAS_BACKEND=jax python -m pytest tests -q -m backend -p no:cacheprovider || status=$?
+echo "== [2/4] pytest -m backend, KERAS_BACKEND=jax"
+KERAS_BACKEND=jax python -m pytest tests -q -m backend -p no:cacheprovider \
+  --ignore=tests/test_run_all_smoke.py || status=$?
 
-shopt -s nullglob
-notebooks=(tests/regression/*.ipynb)
-if [ ${#notebooks[@]} -gt 0 ]; then
-  echo "== [3/3] nbval regression notebooks (smoke profile)"
-  KERAS_BACKEND=tensorflow python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
-    --nbval-sanitize-with tests/regression/sanitize.cfg "${notebooks[@]}" || status=$?
-else
-  echo "== [3/3] no regression notebooks under tests/regression/"
-fi
+echo "== [3/4] nbval regression notebooks (smoke profile)"
+KERAS_BACKEND=tensorflow python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
+  --nbval-sanitize-with tests/regression/sanitize.cfg tests/regression/*.ipynb || status=$?
+
+echo "== [4/4] run_all.sh --profile smoke in a temporary copy"
+KERAS_BACKEND=tensorflow python -m pytest -q -p no:cacheprovider tests/test_run_all_smoke.py || status=$?
 exit $status

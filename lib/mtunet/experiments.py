@@ -35,6 +35,7 @@ class RunSpec:
     include_od: bool = False
     steps_per_epoch: int | None = None
     jit_compile: bool | str = False
+    run_eagerly: bool = False
     mixed_precision: bool = False
     tag: str = ""                   # the experiment it belongs to ("table2", "ablation_alpha" ...)
 
@@ -78,6 +79,7 @@ def _train_config(spec: RunSpec, verbose):
     return TrainConfig(epochs=spec.epochs, learning_rate=spec.learning_rate, alpha=spec.alpha,
                        seg_loss=spec.seg_loss, seed=spec.seed,
                        steps_per_epoch=spec.steps_per_epoch, jit_compile=spec.jit_compile,
+                       run_eagerly=spec.run_eagerly,
                        mixed_precision=spec.mixed_precision, verbose=verbose)
 
 

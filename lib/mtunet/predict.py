@@ -1,6 +1,6 @@
 """`python -m mtunet predict`: grade and segment any fundus photographs with a trained run.
 
-    python -m mtunet predict --model runs/<run_id> [--out DIR] [--checkpoint best|last]
+    python -m mtunet predict --model runs/<profile>/<tag>/<run> [--out DIR]
                              [--batch-size N] IMAGE_OR_FOLDER...
 
 For every readable image (JPEG/PNG/TIFF, any size, any camera; folders are expanded to the images
@@ -30,46 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mtunet.data.preprocess import restore_label_map
 from mtunet.errors import DataError, UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
-CHECKPOINTS = ("best", "last")
-
-
-# ----------------------------------------------------------------------------------------------
-# Mapping a square model-frame class map back onto the original photograph
-# ----------------------------------------------------------------------------------------------
-
-
-def _restore_label_map(small_map: np.ndarray, original_hw, bbox) -> np.ndarray:
-    """Inverse of ``preprocess.fit_square`` for a class map: (S, S) -> original (H, W), uint8.
-
-    fit_square does crop (y0:y1, x0:x1) -> pad to a centred square of side max(h, w) -> resize to S.
-    Here: resize the map (nearest) to that side, cut the centring pad away, and place the result
-    at y0:y1, x0:x1 of a zero (background) canvas of the original size.
-    """
-    import cv2
-
-    h_img, w_img = int(original_hw[0]), int(original_hw[1])
-    y0, y1, x0, x1 = (int(v) for v in bbox)
-    h, w = y1 - y0, x1 - x0
-    out = np.zeros((h_img, w_img), np.uint8)
-    if h <= 0 or w <= 0:
-        return out
-    side = max(h, w)
-    small = np.ascontiguousarray(np.asarray(small_map, dtype=np.uint8))
-    interp = getattr(cv2, "INTER_NEAREST_EXACT", cv2.INTER_NEAREST)
-    square = small if small.shape[:2] == (side, side) else cv2.resize(
-        small, (side, side), interpolation=interp)
-    top, left = (side - h) // 2, (side - w) // 2
-    out[y0:y1, x0:x1] = square[top:top + h, left:left + w]
-    return out
-
-
-try:  # the data layer's version, when it has one
-    from mtunet.data.preprocess import restore_label_map
-except ImportError:  # pragma: no cover - depends on the data layer's version
-    restore_label_map = _restore_label_map
 
 
 # ----------------------------------------------------------------------------------------------
@@ -158,39 +122,30 @@ def _save_png(path: Path, array: np.ndarray) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def load_run(run_dir: Path, checkpoint: str = "best"):
-    """(model, run info dict, checkpoint path) of a training run folder; UserError if unusable."""
+def load_run(run_dir: Path):
+    """(model, run info dict, weights path) of a finished training run; UserError if unusable."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise UserError(f"--model {run_dir}: no such run folder")
     if not run_dir.is_dir():
         raise UserError(f"--model {run_dir}: not a folder (give the run folder that holds "
-                        f"run.json and {checkpoint}.keras)")
-    info: dict = {}
+                        "run.json and final.npz)")
     run_json = run_dir / "run.json"
-    if run_json.exists():
-        try:
-            info = json.loads(run_json.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{run_json}: not valid JSON ({exc})") from None
-    ckpt = run_dir / f"{checkpoint}.keras"
-    if not ckpt.exists():
-        present = sorted(p.name for p in run_dir.glob("*.keras"))
-        hint = (f"; found {', '.join(present)} (use --checkpoint {Path(present[0]).stem})"
-                if present else "; the run folder has no .keras checkpoint (was training finished?)")
-        raise UserError(f"{ckpt}: checkpoint file missing{hint}")
+    try:
+        info = json.loads(run_json.read_text()) if run_json.exists() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{run_json}: not valid JSON ({exc})") from None
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
-    import mtunet.models  # noqa: F401  (registers the custom layers for deserialisation)
+    from mtunet.train import FINAL_WEIGHTS
+    from mtunet.train import load_run as rebuild_run
 
     try:
-        model = keras.models.load_model(ckpt, compile=False)
-    except Exception as exc:  # corrupt zip, foreign file, missing custom object ...
-        raise UserError(f"{ckpt}: could not load the model ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-    return model, info, ckpt
+        model = rebuild_run(run_dir)
+    except (ValueError, OSError, KeyError) as exc:  # weights of another architecture, bad file
+        raise UserError(f"{run_dir / FINAL_WEIGHTS}: could not load the weights "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    return model, info, run_dir / FINAL_WEIGHTS
 
 
 def _input_size(model, info: dict) -> int:
@@ -326,18 +281,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "predict", help="grade and segment fundus photographs with a trained run",
         description="Grade and segment fundus photographs (JPEG/PNG/TIFF, any size) with a run "
-                    "folder written by training (run.json + best.keras/last.keras). Prints the grade "
+                    "folder written by training (run.json + final.npz). Prints the grade "
                     "probabilities and writes predictions.csv, and per image <stem>_mask.png "
                     "(0 background, 1 MA, 2 HE, 3 EX, 4 SE, 5 OD) and <stem>_overlay.png at the "
                     "image's own size. Unreadable files are listed at the end (exit code 1).")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
                    help="image files, or folders whose image files are all predicted")
     p.add_argument("--model", required=True, type=Path, metavar="RUN_DIR",
-                   help="training run folder (holds run.json and best.keras / last.keras)")
+                   help="training run folder (holds run.json and final.npz)")
     p.add_argument("--out", type=Path, default=Path("predictions"),
                    help="output folder (default ./predictions)")
-    p.add_argument("--checkpoint", choices=CHECKPOINTS, default="best",
-                   help="which checkpoint of the run to use (default best)")
     p.add_argument("--batch-size", type=_positive, default=4, help="images per model call (default 4)")
     p.set_defaults(func=main)
     return p
@@ -345,7 +298,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def main(args) -> int:
     files, failures = expand_inputs(args.inputs)
-    model, info, ckpt = load_run(args.model, args.checkpoint)
+    model, info, ckpt = load_run(args.model)
     size = _input_size(model, info)
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():

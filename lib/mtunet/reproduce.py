@@ -48,11 +48,12 @@ class Context:
                         batch_size: int, learning_rate: float, encoder_weights: str | None,
                         steps_per_epoch: int | None = None, jit_compile: bool | str = False,
                         mixed_precision: bool = False, dry_run: bool = False,
-                        augment: bool = True) -> "Context":
+                        augment: bool = True, run_eagerly: bool = False) -> "Context":
         base = RunSpec(model="mtunet", image_size=image_size, epochs=epochs,
                        batch_size=batch_size, learning_rate=learning_rate,
                        encoder_weights=encoder_weights, steps_per_epoch=steps_per_epoch,
-                       jit_compile=jit_compile, mixed_precision=mixed_precision, augment=augment)
+                       jit_compile=jit_compile, mixed_precision=mixed_precision, augment=augment,
+                       run_eagerly=run_eagerly)
         return cls(profile, repo_path(runs_dir), base, dry_run)
 
     def spec(self, **changes: Any) -> RunSpec:

@@ -46,7 +46,8 @@ class TrainConfig:
     seed: int = 0
     steps_per_epoch: int | None = None   # None: one pass over the training sequence
     monitor: str = "val_loss"            # falls back to "loss" without validation data
-    jit_compile: bool | str = False      # XLA; "auto" lets Keras decide
+    jit_compile: bool | str = False      # XLA; "auto" lets Keras decide (off on CPU)
+    run_eagerly: bool = False            # skip graph tracing: faster for runs of a few steps
     mixed_precision: bool = False        # "mixed_bfloat16" policy (GPU/TPU)
     deterministic: bool = True           # TensorFlow op determinism (CPU: same numbers twice)
     verbose: int | str = "auto"
@@ -146,6 +147,7 @@ def compile_model(model: keras.Model, config: TrainConfig) -> keras.Model:
         loss_weights={t: loss_weights[t] for t in tasks},
         metrics=metrics,
         jit_compile=config.jit_compile,
+        run_eagerly=config.run_eagerly,
     )
     return model
 
@@ -212,12 +214,13 @@ def load_run(run_dir: Path) -> keras.Model:
     return load_final_weights(model, run_dir)
 
 
-def _callbacks(run_dir: Path, monitor: str, has_val: bool) -> list[keras.callbacks.Callback]:
+def _callbacks(run_dir: Path, monitor: str, has_val: bool,
+               epochs: int) -> list[keras.callbacks.Callback]:
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), save_freq="epoch",
-                                         delete_checkpoint=True),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-    ]
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True)]
+    if epochs > 1:  # a one-epoch run has nothing to resume from; skip writing the backup
+        callbacks.insert(0, keras.callbacks.BackupAndRestore(
+            str(run_dir / "backup"), save_freq="epoch", delete_checkpoint=True))
     if has_val:
         callbacks.append(keras.callbacks.ModelCheckpoint(
             str(run_dir / "best.weights.h5"), monitor=monitor, save_best_only=True,
@@ -281,7 +284,7 @@ def fit(
         validation_data=val_data,
         epochs=config.epochs,
         steps_per_epoch=config.steps_per_epoch,
-        callbacks=_callbacks(run_dir, monitor, has_val) + list(callbacks or []),
+        callbacks=_callbacks(run_dir, monitor, has_val, config.epochs) + list(callbacks or []),
         verbose=config.verbose,
     )
     wall = time.time() - started
