@@ -22,6 +22,8 @@ def test_compare_keeps_every_paper_row_and_computes_differences():
     assert row.difference == 72.0 - 75.15 and row.paper == "75.15 ± 0.78"
     missing = table[(table.network == "LinkNet") & (table.metric == "yellow")].iloc[0]
     assert missing.status == "not run" and missing.ours == ""
+    undefined = compare_with_paper(_runs({("UNet", "red"): [float("nan")]}), paper.table2_frame())
+    assert undefined.set_index(["network", "metric"]).loc[("UNet", "red"), "status"].startswith("undefined")
 
 
 def test_write_table_writes_csv_and_markdown(tmp_path):

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtunet.cli import positive_int
 from mtunet.errors import UserError
 
 # ----------------------------------------------------------------------------------------------
@@ -480,16 +481,6 @@ def _report(r: dict, out=print) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return n
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "bench", help="training/inference speed, FLOP/s vs numpy matmul, input-pipeline overhead",
@@ -497,24 +488,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "FLOPs and achieved FLOP/s against a numpy float32 matmul measured in the same "
                     "run, and the FundusSequence input pipeline's overhead over in-memory arrays. "
                     "Backend: KERAS_BACKEND (tensorflow or jax).")
-    p.add_argument("--size", type=_positive, default=256, help="input side in pixels (default 256)")
-    p.add_argument("--batch", type=_positive, default=2, help="batch size (default 2)")
-    p.add_argument("--steps", type=_positive, default=6,
+    p.add_argument("--size", type=positive_int, default=256, help="input side in pixels (default 256)")
+    p.add_argument("--batch", type=positive_int, default=2, help="batch size (default 2)")
+    p.add_argument("--steps", type=positive_int, default=6,
                    help="timed steps per measurement (default 6)")
-    p.add_argument("--warmup", type=_positive, default=1,
+    p.add_argument("--warmup", type=positive_int, default=1,
                    help="untimed warm-up steps before each measurement (default 1)")
     p.add_argument("--model", default="mtunet", help="a model of mtunet.models.registry (default mtunet)")
     p.add_argument("--jit", action="store_true", help="compile the train/predict steps with XLA")
-    p.add_argument("--threads", type=_positive, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="TensorFlow intra-op threads (default: TensorFlow decides)")
-    p.add_argument("--inter-threads", type=_positive, default=None,
+    p.add_argument("--inter-threads", type=positive_int, default=None,
                    help="TensorFlow inter-op threads (default: TensorFlow decides)")
     p.add_argument("--no-determinism", action="store_true",
                    help="skip TensorFlow op determinism (train.fit enables it by default)")
     p.add_argument("--mixed-precision", action="store_true",
                    help="mixed_bfloat16 policy (FLOP/s then compare bf16 work with a float32 matmul)")
     p.add_argument("--no-pipeline", action="store_true", help="skip the input-pipeline measurement")
-    p.add_argument("--matmul-n", type=_positive, default=4096,
+    p.add_argument("--matmul-n", type=positive_int, default=4096,
                    help="side of the numpy reference matmul (default 4096)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     p.set_defaults(func=main)

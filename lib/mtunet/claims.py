@@ -69,13 +69,20 @@ def mtunet_vs_linknet_significant(results_dir: Path):
     return verdict, evidence
 
 
+def _grades_won(table: pd.DataFrame, winner: str = "MTUnet") -> dict[str, bool]:
+    """Per grade: does `winner` have a higher mean AUC than every other network?"""
+    frame = _ours(table, "grade")
+    if winner not in frame.index:
+        return {}
+    return {g: bool((frame[g].dropna().drop(winner) < frame.loc[winner, g]).all())
+            for g in frame.columns}
+
+
 def mtunet_best_grading_idrid(results_dir: Path):
     table = _read(results_dir, "table3_grading_internal")
     if table is None or table["ours_mean"].isna().all():
         return NOT_TESTABLE, "table3_grading_internal.csv missing or empty"
-    frame = _ours(table, "grade")
-    wins = {g: bool((frame[g].dropna().drop("MTUnet", errors="ignore") < frame.loc["MTUnet", g]).all())
-            for g in frame.columns if "MTUnet" in frame.index}
+    wins = _grades_won(table)
     evidence = "MTUnet best on " + (", ".join(g for g, w in wins.items() if w) or "no grade") + \
         "; not on " + (", ".join(g for g, w in wins.items() if not w) or "none")
     test_set = table["test_set"].iloc[0] if "test_set" in table.columns else "?"
@@ -87,9 +94,7 @@ def mtunet_best_grading_sidrp(results_dir: Path):
     table = _read(results_dir, "table4_grading_external")
     if table is None or table["ours_mean"].isna().all():
         return NOT_TESTABLE, "SiDRP14-15 is private and no external graded set was supplied"
-    frame = _ours(table, "grade")
-    wins = {g: bool((frame[g].dropna().drop("MTUnet", errors="ignore") < frame.loc["MTUnet", g]).all())
-            for g in frame.columns if "MTUnet" in frame.index}
+    wins = _grades_won(table)
     return (REPRODUCED if wins and all(wins.values()) else NOT_REPRODUCED), \
         "MTUnet best on " + (", ".join(g for g, w in wins.items() if w) or "no grade")
 

@@ -20,6 +20,17 @@ SUBCOMMANDS = {
 }
 
 
+def positive_int(value: str) -> int:
+    """argparse type for counts (steps, batch sizes): an integer >= 1."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mtunet",

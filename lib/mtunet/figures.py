@@ -245,7 +245,8 @@ def class_balance(summary, lesion_fractions=None, normalise: bool = True, title:
     grading labels are (No DR dominates Kaggle) and how rare lesion pixels are, which is why
     the paper reports per-grade ROC AUC and lesion Dice rather than accuracy.
 
-    ``summary``: columns ``role, grade_0 .. grade_4`` (counts). ``normalise`` plots the share
+    ``summary``: columns ``role, grade_0 .. grade_4`` (counts); roles without graded images
+    are left out. ``normalise`` plots the share
     of each role's images (legend gives n) so roles of very different sizes compare; counts
     are written above the bars. ``lesion_fractions``: columns ``lesion, fraction`` (fraction
     of pixels, 0-1), drawn in the lesion colours, log-scaled when they span > 20x.
@@ -253,6 +254,8 @@ def class_balance(summary, lesion_fractions=None, normalise: bool = True, title:
     plt = _plt()
     grade_cols = sorted([c for c in summary.columns if str(c).startswith("grade_")],
                         key=lambda c: int(str(c).split("_")[1]))
+    # roles without graded images (IDRiD-S, an absent external set) have no grade distribution
+    summary = summary[summary[grade_cols].fillna(0).sum(axis=1) > 0]
     n_panels = 2 if lesion_fractions is not None else 1
     fig, axes = plt.subplots(1, n_panels, figsize=(7.5 + 4.5 * (n_panels - 1), 4.4),
                              gridspec_kw={"width_ratios": [5, 3][:n_panels]}, squeeze=False)

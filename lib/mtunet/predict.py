@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from mtunet.data.preprocess import restore_label_map
+from mtunet.cli import positive_int
 from mtunet.errors import DataError, UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
@@ -267,16 +268,6 @@ def write_predictions_csv(path: Path, predictions: list[Prediction]) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return n
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "predict", help="grade and segment fundus photographs with a trained run",
@@ -291,7 +282,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="training run folder (holds run.json and final.npz)")
     p.add_argument("--out", type=Path, default=Path("predictions"),
                    help="output folder (default ./predictions)")
-    p.add_argument("--batch-size", type=_positive, default=4, help="images per model call (default 4)")
+    p.add_argument("--batch-size", type=positive_int, default=4, help="images per model call (default 4)")
     p.set_defaults(func=main)
     return p
 

@@ -62,11 +62,19 @@ def compare_with_paper(ours: pd.DataFrame, paper: pd.DataFrame, key: str = "metr
     table["difference"] = table["ours_mean"] - table["paper_mean"]
     table["paper"] = [_cell(m, s) for m, s in zip(table["paper_mean"], table["paper_std"])]
     table["ours"] = [_cell(m, s) for m, s in zip(table["ours_mean"], table["ours_std"])]
-    table["status"] = ["not run" if pd.isna(m) else ("no paper value" if pd.isna(p) else "")
-                       for m, p in zip(table["ours_mean"], table["paper_mean"])]
+    table["status"] = [_status(m, p, n) for m, p, n in
+                       zip(table["ours_mean"], table["paper_mean"], table["n_runs"])]
     order = ["network", key, "paper", "ours", "difference", "ci_low", "ci_high", "n_runs",
              "paper_mean", "paper_std", "ours_mean", "ours_std", "status"]
     return table[order]
+
+
+def _status(ours_mean: float, paper_mean: float, n_runs: float) -> str:
+    if pd.isna(n_runs):
+        return "not run"
+    if pd.isna(ours_mean):
+        return "undefined in every run (e.g. a grade absent from the test set)"
+    return "no paper value" if pd.isna(paper_mean) else ""
 
 
 def _cell(mean: float, std: float) -> str:

@@ -138,7 +138,9 @@ def run_segmentation_study(ctx: Context, models: Sequence[str], seeds: Sequence[
             s, p = segmentation_rows(names.get(model, model), seed, evaluation)
             scores += s
             per_image += p
-    return pd.DataFrame(scores), pd.DataFrame(per_image), evaluations
+    return (pd.DataFrame(scores, columns=["network", "seed", "metric", "value"]),
+            pd.DataFrame(per_image, columns=["network", "seed", "image_id", "group", "dice"]),
+            evaluations)
 
 
 def run_grading_study(ctx: Context, models: Sequence[str], seeds: Sequence[int],
@@ -384,4 +386,23 @@ def grading_summary(*evaluation_dicts: dict, test_name: str) -> pd.DataFrame:
                          "kappa": quadratic_kappa(ev.y_true, ev.prob.argmax(1)),
                          "ece": expected_calibration_error(ev.y_true, ev.prob),
                          "accuracy": 100 * float((ev.prob.argmax(1) == ev.y_true).mean())})
+    return pd.DataFrame(rows)
+
+
+def encoder_init_comparison(ctx: Context, model: str, epochs: int, inits: Sequence[str],
+                            train: Sequence[Record], test: Sequence[Record]) -> pd.DataFrame:
+    """The same segmenter trained from each encoder initialisation; Dice on `test` (%)."""
+    rows = []
+    for init in inits:
+        spec = ctx.spec(model=model, epochs=epochs, seed=0, tag="encoder_init", encoder_weights=init)
+        if ctx.dry_run:
+            ctx.train(spec, train)
+            continue
+        loader = ctx.loader(spec, train)
+        evaluation = ctx.score("seg", spec, train, "seg_test", test, loader=loader)
+        used = json.loads((ctx.runs_dir / spec.run_id(train) / "run.json").read_text())
+        rows.append({"model": model, "encoder_weights": init,
+                     "encoder_init_used": used.get("encoder_init", ""),
+                     **{f"{g}_dice_{kind}": 100 * evaluation.scores[f"{g}_dice_{kind}"]
+                        for g in ("red", "yellow") for kind in ("pooled", "per_image")}})
     return pd.DataFrame(rows)

@@ -142,14 +142,16 @@ def run(args: argparse.Namespace) -> int:
 
     profile = load_profile(args.profile)
     name = profile["name"]
-    results_dir = REPO_ROOT / "results" / name
+    # a dry run writes beside, never over, a profile's results
+    sub = f"{name}/dry-run" if args.dry_run else name
+    results_dir = REPO_ROOT / "results" / sub
     executed_dir = results_dir / "executed"
     runner_values = {
         "profile": name,
         "data_dir": args.data_dir or profile["parameters"].get("data_dir"),
         # relative to the repository root, so executed notebooks name no machine paths
-        "results_dir": f"results/{name}",
-        "figures_dir": f"figures/{name}",
+        "results_dir": f"results/{sub}",
+        "figures_dir": f"figures/{sub}",
         "runs_dir": f"runs/{name}",
         "external_grading_dir": args.external_grading_dir,
     }
@@ -189,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         print(f"{label}: running ...", flush=True)
         t0 = time.time()
-        target = output if not args.dry_run else executed_dir / f"dryrun-{nb.name}"
+        target = output
         try:
             papermill.execute_notebook(str(nb), str(target), parameters=params, kernel_name="python3",
                                        progress_bar=sys.stderr.isatty(), cwd=str(NOTEBOOK_DIR))

@@ -210,7 +210,7 @@ def split_integrity(splits: StudySplits) -> pd.DataFrame:
 
 
 def lesion_pixel_fractions(records: list[Record], image_size: int) -> pd.DataFrame:
-    """Share of pixels (%) each lesion covers in the prepared masks of `records`."""
+    """Fraction of pixels (0-1) each lesion covers in the prepared masks of `records`."""
     from mtunet.config import CLASS_INDEX, LESIONS
     from mtunet.data.pipeline import load_arrays
 
@@ -218,7 +218,7 @@ def lesion_pixel_fractions(records: list[Record], image_size: int) -> pd.DataFra
         return pd.DataFrame(columns=["lesion", "fraction"])
     _, labels, _ = load_arrays(records, image_size, progress=False)
     return pd.DataFrame({"lesion": list(LESIONS),
-                         "fraction": [100 * float((labels == CLASS_INDEX[l]).mean()) for l in LESIONS]})
+                         "fraction": [float((labels == CLASS_INDEX[l]).mean()) for l in LESIONS]})
 
 
 def sample_examples(records: list[Record], image_size: int, n: int = 4, by_grade: bool = False):
