@@ -197,6 +197,13 @@ def save(fig, path) -> Path:
     return path
 
 
+def save_and_show(fig, path) -> None:
+    """Save ``fig`` (see :func:`save`) and display the PNG in a notebook, the way a reader sees it."""
+    from IPython.display import Image, display
+
+    display(Image(filename=str(save(fig, path))))
+
+
 def _image_axis(ax, img, title: str | None = None) -> None:
     ax.imshow(img, interpolation="nearest")
     ax.set_xticks([])

@@ -171,7 +171,7 @@ def _as_dict(result, model) -> dict[str, np.ndarray]:
 def predict_files(model, files, image_size: int, out_dir: Path, batch_size: int = 4,
                   progress: bool = True, protected=()) -> tuple[list[Prediction], list[Failure]]:
     """Predict every file; write masks/overlays into ``out_dir``; return predictions and failures."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from mtunet.data.preprocess import fit_square, fundus_bbox, load_rgb
     from mtunet.figures import overlay

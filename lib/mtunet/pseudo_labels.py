@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mtunet.config import CLASS_INDEX, LESION_GROUPS, LESIONS
 from mtunet.data.records import Record

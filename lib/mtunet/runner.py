@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import sys
 import time
@@ -140,6 +141,13 @@ def _explain_failure(exc: Exception, notebook: Path, output: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     import papermill
 
+    # paths given on the command line: relative to where the user is, re-expressed relative to
+    # the repository root (the notebooks resolve relative paths there; no machine paths recorded)
+    for attr in ("data_dir", "external_grading_dir"):
+        value = getattr(args, attr)
+        if value and not os.path.isabs(value):
+            setattr(args, attr, os.path.relpath(os.path.abspath(value), REPO_ROOT))
+    os.chdir(REPO_ROOT)
     profile = load_profile(args.profile)
     name = profile["name"]
     # a dry run writes beside, never over, a profile's results
@@ -193,7 +201,9 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.time()
         target = output
         try:
-            papermill.execute_notebook(str(nb), str(target), parameters=params, kernel_name="python3",
+            # paths relative to the repository root: papermill records them in the notebook
+            papermill.execute_notebook(os.path.relpath(nb, REPO_ROOT), os.path.relpath(target, REPO_ROOT),
+                                       parameters=params, kernel_name="python3",
                                        progress_bar=sys.stderr.isatty(), cwd=str(NOTEBOOK_DIR))
         except Exception as exc:  # papermill wraps the cell's exception
             stamps.pop(nb.stem, None)
@@ -211,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.dry_run and timings:
         from mtunet.manifest import write_manifest
 
-        write_manifest(results_dir / "manifest.json", profile=name, profile_file=profile["path"],
+        write_manifest(results_dir / "manifest.json", profile=name,
+                       profile_file=os.path.relpath(profile["path"], REPO_ROOT),
                        parameters=per_notebook, notebook_seconds=timings, wall_time_s=total)
     return 0
 

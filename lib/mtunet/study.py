@@ -44,7 +44,7 @@ def resolve_data_dir(data_dir: str | None, synthetic: dict[str, Any]) -> Path:
     if data_dir:
         path = Path(data_dir)
         if not path.is_absolute():
-            path = (REPO_ROOT / path).resolve() if not path.exists() else path.resolve()
+            path = (REPO_ROOT / path).resolve()  # relative paths are relative to the project
         if not path.is_dir():
             raise UserError(f"{data_dir}: data folder not found (expected IDRiD/ and/or "
                             "kaggle-eyepacs-subset/ inside)")
@@ -113,7 +113,9 @@ def build_splits(data_dir: Path, grade_test_fraction: float = 0.3, split_seed: i
                                        "none present)" if grading is not None else
                                        "no IDRiD grading labels found")
     if external_grading_dir:
-        roles["external_test"] = read_external(Path(external_grading_dir))
+        external = Path(external_grading_dir)
+        roles["external_test"] = read_external(external if external.is_absolute()
+                                               else REPO_ROOT / external)
         notes["external_test"] = f"external graded set: {Path(external_grading_dir).name}"
     else:
         notes["external_test"] = "no external graded set supplied (--external-grading-dir)"
@@ -137,6 +139,13 @@ def read_external(path: Path) -> list[Record]:
     if not records:
         raise UserError(f"{path}: no graded images found")
     return [dataclasses.replace(r, split="test") for r in records]
+
+
+def inventory_text(data_dir: Path) -> str:
+    """`mtunet data check` for a notebook: the inventory, with paths inside the project shortened."""
+    from mtunet.data import check_dataset
+
+    return check_dataset(data_dir).format().replace(f"{REPO_ROOT}{os.sep}", "")
 
 
 def _relative(path: Path, base: Path) -> str:

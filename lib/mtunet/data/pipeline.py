@@ -14,7 +14,7 @@ import math
 
 import keras
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mtunet.config import N_GRADES
 from mtunet.data.preprocess import load_arrays, prepare_example  # noqa: F401 (load_arrays re-exported)

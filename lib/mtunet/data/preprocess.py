@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mtunet.config import CLASS_INDEX
 from mtunet.errors import DataError

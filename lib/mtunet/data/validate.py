@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mtunet.config import N_GRADES
 from mtunet.errors import DataError
