@@ -135,7 +135,7 @@ class DiceLoss(keras.losses.Loss):
 
 
 @_register
-class GeneralizedDiceLoss(keras.losses.Loss):
+class GeneralizedDiceLoss(DiceLoss):
     """Generalized Dice loss (Sudre et al. 2017) over the lesion channels.
 
     GDL = 1 - 2 Σ_c w_c Σ Y S / Σ_c w_c Σ (Y + S), with w_c = 1 / (Σ Y_c)^2 over batch and
@@ -146,10 +146,7 @@ class GeneralizedDiceLoss(keras.losses.Loss):
 
     def __init__(self, smooth: float = 1e-5, class_indexes=LESION_CHANNELS,
                  name: str = "generalized_dice_loss", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.smooth = float(smooth)
-        self.class_indexes = None if class_indexes is None else tuple(int(c)
-                                                                      for c in class_indexes)
+        super().__init__(smooth=smooth, class_indexes=class_indexes, name=name, **kwargs)
 
     def call(self, y_true, y_pred):
         inter, t_sum, p_sum = _soft_overlap(y_true, y_pred, self.class_indexes)
@@ -159,10 +156,6 @@ class GeneralizedDiceLoss(keras.losses.Loss):
         num = 2.0 * ops.sum(w * inter) + self.smooth
         den = ops.sum(w * (t_sum + p_sum)) + self.smooth
         return 1.0 - num / den
-
-    def get_config(self):
-        return {**super().get_config(), "smooth": self.smooth,
-                "class_indexes": self.class_indexes}
 
 
 SEGMENTATION_LOSSES = {"bce": SegmentationBCE, "dice": DiceLoss,
