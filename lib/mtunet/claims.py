@@ -19,7 +19,10 @@ REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE = "reproduced", "not reproduced", "not 
 
 def _read(results_dir: Path, name: str) -> pd.DataFrame | None:
     path = Path(results_dir) / f"{name}.csv"
-    return pd.read_csv(path) if path.exists() else None
+    try:
+        return pd.read_csv(path) if path.exists() else None
+    except pd.errors.EmptyDataError:
+        return None
 
 
 def _ours(table: pd.DataFrame, key: str) -> pd.DataFrame:

@@ -206,6 +206,10 @@ def with_pseudo_grades(records: Sequence[Record], grader, image_size: int) -> li
     return [dataclasses.replace(r, grade=int(g)) for r, g in zip(records, prob.argmax(axis=1))]
 
 
+TTEST_COLUMNS = ["model", "baseline", "group", "pairing", "alternative", "n", "mean_difference",
+                 "statistic", "pvalue", "significant_10pct", "note"]
+
+
 def segmentation_ttests(per_image: pd.DataFrame, scores: pd.DataFrame, model: str = "MTUNet",
                         pairing: str = "images", alternative: str = "two-sided") -> pd.DataFrame:
     """Paired t-tests of `model` against every other network, for red and yellow Dice.
@@ -237,7 +241,7 @@ def segmentation_ttests(per_image: pd.DataFrame, scores: pd.DataFrame, model: st
                          "pvalue": result.pvalue,
                          "significant_10pct": result.significant_at(0.10),
                          "note": getattr(result, "reason", "") or ""})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=TTEST_COLUMNS)
 
 
 def summarise_ablation(scores: pd.DataFrame, parameter: str) -> pd.DataFrame:
@@ -405,4 +409,5 @@ def encoder_init_comparison(ctx: Context, model: str, epochs: int, inits: Sequen
                      "encoder_init_used": used.get("encoder_init", ""),
                      **{f"{g}_dice_{kind}": 100 * evaluation.scores[f"{g}_dice_{kind}"]
                         for g in ("red", "yellow") for kind in ("pooled", "per_image")}})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["model", "encoder_weights", "encoder_init_used"] + [
+        f"{g}_dice_{kind}" for g in ("red", "yellow") for kind in ("pooled", "per_image")])
