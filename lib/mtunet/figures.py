@@ -339,7 +339,7 @@ def sample_grid(images: Sequence, class_maps: Sequence, titles: Sequence[str], n
     ncols = max(2, int(ncols) + (int(ncols) % 2))
     per_row = ncols // 2
     nrows = max(1, math.ceil(n / per_row))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.8 * nrows + 0.6),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 3.1 * nrows + 0.6),
                              squeeze=False)
     present: set[int] = set()
     for k in range(nrows * per_row):
@@ -363,7 +363,7 @@ def sample_grid(images: Sequence, class_maps: Sequence, titles: Sequence[str], n
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False,
                    bbox_to_anchor=(0.5, 0.0))
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.06 if handles else 0, 1, 1))
+    fig.tight_layout(rect=(0, 0.06 if handles else 0, 1, 1), h_pad=1.2)
     return fig
 
 

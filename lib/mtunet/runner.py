@@ -214,17 +214,36 @@ def run(args: argparse.Namespace) -> int:
         if not args.dry_run:
             stamps[nb.stem] = stamp
             stamps_path.write_text(json.dumps(stamps, indent=2))
+            _update_manifest(results_dir, profile, per_notebook, nb.stem, timings[nb.stem])
         print(f"{label}: done in {timings[nb.stem]:.0f} s", flush=True)
     total = time.time() - started
     print(f"profile {name}: {len(timings)} notebook(s) run in {total / 60:.1f} min "
           f"({', '.join(f'{k[:2]} {v:.0f}s' for k, v in timings.items()) or 'nothing to do'})")
-    if not args.dry_run and timings:
-        from mtunet.manifest import write_manifest
-
-        write_manifest(results_dir / "manifest.json", profile=name,
-                       profile_file=os.path.relpath(profile["path"], REPO_ROOT),
-                       parameters=per_notebook, notebook_seconds=timings, wall_time_s=total)
     return 0
+
+
+def _update_manifest(results_dir: Path, profile: dict[str, Any], parameters: dict[str, Any],
+                     notebook: str, seconds: float) -> None:
+    """The batch manifest, rewritten after every notebook: an interrupted batch keeps one that
+    says which notebooks finished, with which parameters, at which commit."""
+    from mtunet.manifest import write_manifest
+
+    path = results_dir / "manifest.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    finished = previous.get("notebook_seconds", {})
+    finished[notebook] = round(seconds, 1)
+    write_manifest(path, profile=profile["name"],
+                   profile_file=os.path.relpath(profile["path"], REPO_ROOT),
+                   parameters=parameters,
+                   notebook_seconds={k: finished[k] for k in sorted(finished)},
+                   notebook_commits={**previous.get("notebook_commits", {}),
+                                     notebook: _commit()})
+
+
+def _commit() -> str | None:
+    from mtunet.manifest import git_commit
+
+    return git_commit()["commit"]
 
 
 def build_parser() -> argparse.ArgumentParser:
