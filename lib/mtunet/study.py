@@ -142,10 +142,12 @@ def read_external(path: Path) -> list[Record]:
 
 
 def inventory_text(data_dir: Path) -> str:
-    """`mtunet data check` for a notebook: the inventory, with paths inside the project shortened."""
+    """`mtunet data check` for a notebook: the inventory, the data folder named relative to the
+    project (an executed notebook names no machine paths)."""
     from mtunet.data import check_dataset
 
-    return check_dataset(data_dir).format().replace(f"{REPO_ROOT}{os.sep}", "")
+    text = check_dataset(data_dir).format()
+    return text.replace(str(data_dir), os.path.relpath(data_dir, REPO_ROOT))
 
 
 def _relative(path: Path, base: Path) -> str:
