@@ -17,6 +17,7 @@ from typing import Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
+import pandas as pd
 
 from .config import (CLASS_COLOURS, CLASS_NAMES_WITH_OD, CLASS_INDEX, GRADE_NAMES, LESION_GROUPS,
                      LESION_NAMES)
@@ -372,14 +373,24 @@ def sample_grid(images: Sequence, class_maps: Sequence, titles: Sequence[str], n
 # --------------------------------------------------------------------------------------------
 
 @_styled
+def _history_column(columns, metric: str):
+    """`metric` itself, or the one output-prefixed column naming it (Keras logs a multi-output
+    model's metric as "seg_red_dice", a single-output one's as "red_dice")."""
+    if metric in columns:
+        return metric
+    matches = [c for c in columns if str(c).endswith("_" + metric) and not str(c).startswith("val_")]
+    return matches[0] if len(matches) == 1 else metric
+
+
 def training_curves(histories: Mapping[str, "object"], metrics: Sequence[str] = ("loss",),
                     title: str = "Training curves"):
     """Per-epoch metrics of each run (solid = train, dashed = ``val_`` column, same colour):
     shows convergence, over-fitting and whether runs of a comparison trained comparably.
 
     ``histories`` maps a run label to a Keras-history-like DataFrame; the x axis is its
-    ``epoch`` column when present, else 1..n. Missing columns are skipped; an empty panel
-    says so.
+    ``epoch`` column when present, else 1..n. A metric matches its own column or the one
+    output-prefixed column (``red_dice`` finds ``seg_red_dice``). Missing or all-empty columns
+    (no validation data) are skipped; an empty panel says so.
     """
     plt = _plt()
     bases = []
@@ -398,9 +409,10 @@ def training_curves(histories: Mapping[str, "object"], metrics: Sequence[str] = 
                  else np.arange(1, len(frame) + 1))
             if "epoch" in frame.columns and x.size and x.min() == 0:
                 x = x + 1
-            for col, style, suffix in ((base, "-", "train"), ("val_" + base, "--", "val")):
-                if col in frame.columns:
-                    y = np.asarray(frame[col], dtype=float)
+            column = _history_column(frame.columns, base)
+            for col, style, suffix in ((column, "-", "train"), ("val_" + str(column), "--", "val")):
+                if col in frame.columns and pd.to_numeric(frame[col], errors="coerce").notna().any():
+                    y = np.asarray(pd.to_numeric(frame[col], errors="coerce"), dtype=float)
                     ax.plot(x, y, style, color=palette(i % 10), marker="o" if len(y) <= 15 else None,
                             markersize=3, label=f"{run} ({suffix})")
                     drawn += 1
