@@ -199,17 +199,23 @@ def run(args: argparse.Namespace) -> int:
             continue
         print(f"{label}: running ...", flush=True)
         t0 = time.time()
-        target = output
+        # execute into a scratch copy: a failure never replaces the last good executed notebook
+        target = executed_dir / f"{nb.stem}.running.ipynb"
         try:
             # paths relative to the repository root: papermill records them in the notebook
             papermill.execute_notebook(os.path.relpath(nb, REPO_ROOT), os.path.relpath(target, REPO_ROOT),
                                        parameters=params, kernel_name="python3",
                                        progress_bar=sys.stderr.isatty(), cwd=str(NOTEBOOK_DIR))
         except Exception as exc:  # papermill wraps the cell's exception
+            failed = executed_dir / f"{nb.stem}.failed.ipynb"
+            if target.exists():
+                target.replace(failed)
             stamps.pop(nb.stem, None)
             stamps_path.write_text(json.dumps(stamps, indent=2))
-            print(_explain_failure(exc, nb, target), file=sys.stderr)
+            print(_explain_failure(exc, nb, failed), file=sys.stderr)
             return 1
+        target.replace(output)
+        (executed_dir / f"{nb.stem}.failed.ipynb").unlink(missing_ok=True)
         timings[nb.stem] = time.time() - t0
         if not args.dry_run:
             stamps[nb.stem] = stamp
