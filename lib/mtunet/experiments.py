@@ -99,7 +99,6 @@ def train_run(spec: RunSpec, records: Sequence[Record], profile: str,
     Variant B is trained in the paper's two steps: its segmenter first, then its grader on the
     image and the (frozen) segmenter's predicted mask.
     """
-    import keras
 
     from mtunet.models.registry import build_model
     from mtunet.train import fit

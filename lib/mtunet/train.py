@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import importlib.util
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
