@@ -83,7 +83,10 @@ def test_reproduced_numbers_are_filled_in(smoke_copy):
     results = smoke_copy / "results" / "smoke"
     for name in ("table1_variants", "table2_segmentation", "table3_grading_internal"):
         table = pd.read_csv(results / f"{name}.csv")
-        assert table["ours_mean"].notna().all(), name
+        # a cell is filled, or says why it cannot be (an AUC of a grade absent from the test set)
+        filled = table["ours_mean"].notna() | table["status"].fillna("").str.startswith("undefined")
+        assert filled.all(), (name, table.loc[~filled, ["network", table.columns[1]]])
+        assert table["ours_mean"].notna().mean() > 0.7, name
     assert "Claims" in (results / "paper_vs_reproduced.md").read_text()
 
 
