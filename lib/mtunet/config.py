@@ -6,6 +6,7 @@ the optic disc (OD) is an optional sixth channel (Fig. 6 shows it in purple).
 """
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 
@@ -24,6 +25,22 @@ LESION_GROUPS: dict[str, tuple[int, ...]] = {
 
 N_GRADES = 5
 GRADE_NAMES: tuple[str, ...] = ("No DR", "Mild", "Moderate", "Severe", "Proliferative")
+
+
+
+def group_classes(group) -> tuple[int, ...]:
+    """Class indexes of a lesion group: "red"/"yellow", a lesion name ("MA"), an int or a tuple."""
+    if isinstance(group, str):
+        if group in LESION_GROUPS:
+            return tuple(LESION_GROUPS[group])
+        if group in CLASS_INDEX:
+            return (CLASS_INDEX[group],)
+        raise ValueError(f"unknown lesion group {group!r}; use one of "
+                         f"{sorted(LESION_GROUPS) + list(CLASS_INDEX)} or a tuple of indexes")
+    if isinstance(group, numbers.Integral):
+        return (int(group),)
+    return tuple(int(g) for g in group)
+
 
 # Colours of the lesion overlays (RGB), as in the paper's Fig. 6.
 CLASS_COLOURS = {"MA": (255, 40, 40), "HE": (200, 0, 0), "EX": (255, 230, 0),

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .config import (CLASS_COLOURS, CLASS_NAMES_WITH_OD, CLASS_INDEX, GRADE_NAMES, LESION_GROUPS,
-                     LESION_NAMES)
+                     LESION_NAMES, group_classes)
 
 # Colours of the error map: chosen away from the lesion colours (reds, yellows, orange, purple).
 ERROR_COLOURS = {"TP": (0, 200, 0), "FP": (0, 110, 255), "FN": (255, 0, 255)}
@@ -62,24 +62,13 @@ def _fit_map(class_map, shape: tuple[int, int]) -> np.ndarray:
     return cm
 
 
-def _group_classes(group) -> tuple[int, ...]:
-    """Class indexes of a lesion group: "red", "yellow", a class name, an int or a tuple."""
-    if isinstance(group, str):
-        if group in LESION_GROUPS:
-            return tuple(LESION_GROUPS[group])
-        if group in CLASS_INDEX:
-            return (CLASS_INDEX[group],)
-        raise ValueError(f"unknown lesion group {group!r}; use one of {sorted(LESION_GROUPS)}")
-    if isinstance(group, (int, np.integer)):
-        return (int(group),)
-    return tuple(int(g) for g in group)
 
 
 def _group_label(group) -> str:
     if isinstance(group, str) and group in LESION_GROUPS:
         names = "+".join(CLASS_NAMES_WITH_OD[i] for i in LESION_GROUPS[group])
         return f"{group} lesions ({names})"
-    return "lesions " + "+".join(CLASS_NAMES_WITH_OD[i] for i in _group_classes(group))
+    return "lesions " + "+".join(CLASS_NAMES_WITH_OD[i] for i in group_classes(group))
 
 
 def overlay(image, class_map, alpha: float = 0.55, include_od: bool = True,
@@ -124,7 +113,7 @@ def error_map_rgb(image, pred_map, truth_map, group="red", alpha: float = 1.0,
     if grey_background:
         grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
         img = np.stack([grey] * 3, axis=-1)
-    classes = list(_group_classes(group))
+    classes = list(group_classes(group))
     pred = np.isin(_fit_map(pred_map, img.shape[:2]), classes)
     true = np.isin(_fit_map(truth_map, img.shape[:2]), classes)
     out = img.astype(np.float32)
@@ -136,7 +125,7 @@ def error_map_rgb(image, pred_map, truth_map, group="red", alpha: float = 1.0,
 
 
 def _error_counts(pred_map, truth_map, shape, group) -> dict[str, int]:
-    classes = list(_group_classes(group))
+    classes = list(group_classes(group))
     pred = np.isin(_fit_map(pred_map, shape), classes)
     true = np.isin(_fit_map(truth_map, shape), classes)
     return {"TP": int((pred & true).sum()), "FP": int((pred & ~true).sum()),

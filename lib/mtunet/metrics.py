@@ -27,7 +27,7 @@ from scipy import stats as _sps
 from sklearn.metrics import (average_precision_score, cohen_kappa_score, confusion_matrix,
                              roc_auc_score)
 
-from mtunet.config import CLASS_INDEX, CLASS_NAMES, LESION_GROUPS, LESIONS, N_GRADES
+from mtunet.config import CLASS_NAMES, LESIONS, N_GRADES, group_classes
 
 EMPTY_RULES = ("skip", "one", "zero")
 
@@ -36,18 +36,6 @@ EMPTY_RULES = ("skip", "one", "zero")
 # Dice
 # --------------------------------------------------------------------------------------------
 
-def _group_indexes(group) -> tuple[int, ...]:
-    """Class indexes of a group: "red"/"yellow", a lesion name ("MA"), an int or a tuple."""
-    if isinstance(group, str):
-        if group in LESION_GROUPS:
-            return tuple(LESION_GROUPS[group])
-        if group in CLASS_INDEX:
-            return (CLASS_INDEX[group],)
-        raise ValueError(f"unknown lesion group {group!r}; use one of "
-                         f"{sorted(LESION_GROUPS) + list(CLASS_INDEX)} or a tuple of indexes")
-    if isinstance(group, (int, np.integer)):
-        return (int(group),)
-    return tuple(int(g) for g in group)
 
 
 def group_mask(class_map, group) -> np.ndarray:
@@ -57,7 +45,7 @@ def group_mask(class_map, group) -> np.ndarray:
     MA, HE, EX, SE; see ``config.CLASS_NAMES``). ``group`` is ``"red"`` (MA ∪ HE), ``"yellow"``
     (EX ∪ SE), a class name such as ``"SE"``, an index, or a tuple of indexes.
     """
-    return np.isin(np.asarray(class_map), _group_indexes(group))
+    return np.isin(np.asarray(class_map), group_classes(group))
 
 
 def _as_bool_pair(pred, true) -> tuple[np.ndarray, np.ndarray]:
@@ -149,7 +137,7 @@ def segmentation_scores(pred_class_maps, true_class_maps, empty: str = "skip",
         raise ValueError(f"prediction shape {pred.shape} != ground-truth shape {true.shape}")
     scores: dict[str, float] = {}
     for g in groups:
-        name = g if isinstance(g, str) else "+".join(CLASS_NAMES[i] for i in _group_indexes(g))
+        name = g if isinstance(g, str) else "+".join(CLASS_NAMES[i] for i in group_classes(g))
         inter, psum, tsum = overlap_counts(group_mask(pred, g), group_mask(true, g))
         denom = psum.sum() + tsum.sum()
         per_image = _dice_from_counts(inter, psum, tsum, empty=empty)
@@ -189,8 +177,8 @@ def aupr_per_lesion(prob_maps, true_class_maps, max_negatives: int = 2_000_000,
     pixels = int(np.prod(true.shape[1:]))
     out: dict[str, float] = {}
     for g in groups:
-        name = g if isinstance(g, str) else "+".join(CLASS_NAMES[i] for i in _group_indexes(g))
-        idx = list(_group_indexes(g))
+        name = g if isinstance(g, str) else "+".join(CLASS_NAMES[i] for i in group_classes(g))
+        idx = list(group_classes(g))
         n_pos = np.array([np.isin(t, idx).sum() for t in true], dtype=np.int64)
         n_neg = pixels - n_pos
         if n_pos.sum() == 0:
