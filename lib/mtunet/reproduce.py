@@ -48,8 +48,12 @@ class Context:
                         batch_size: int, learning_rate: float, encoder_weights: str | None,
                         steps_per_epoch: int | None = None, jit_compile: bool | str = False,
                         mixed_precision: bool = False, dry_run: bool = False,
-                        augment: bool = True, run_eagerly: bool = False) -> "Context":
-        base = RunSpec(model="mtunet", image_size=image_size, epochs=epochs,
+                        augment: bool = True, run_eagerly: bool = False,
+                        seg_loss: str = "bce") -> "Context":
+        from mtunet.losses import segmentation_loss
+
+        segmentation_loss(seg_loss)  # an unknown loss name fails here, before any training
+        base = RunSpec(model="mtunet", image_size=image_size, epochs=epochs, seg_loss=seg_loss,
                        batch_size=batch_size, learning_rate=learning_rate,
                        encoder_weights=encoder_weights, steps_per_epoch=steps_per_epoch,
                        jit_compile=jit_compile, mixed_precision=mixed_precision, augment=augment,
