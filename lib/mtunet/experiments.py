@@ -11,11 +11,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from mtunet.config import runs_dir
 from mtunet.data.records import Record
+from mtunet.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +72,22 @@ def _sequence(records, spec: RunSpec, outputs, shuffle=True, augment=None):
     return FundusSequence(list(records), spec.image_size, batch_size=spec.batch_size,
                           n_seg_classes=n_classes, outputs=outputs,
                           augmentation=Augmentation() if use_aug else None,
-                          shuffle=shuffle, seed=spec.seed, include_od=spec.include_od)
+                          shuffle=shuffle, seed=spec.seed, include_od=spec.include_od,
+                          **data_workers())
+
+
+def data_workers() -> dict[str, Any]:
+    """$MTUNET_DATA_WORKERS > 1 loads batches in that many threads (OpenCV releases the GIL), so
+    a GPU is not left waiting on JPEG decoding and augmentation. Batches are still built by index
+    from seeded per-epoch augmentation, so results do not depend on it; it is not part of a run's key."""
+    text = os.environ.get("MTUNET_DATA_WORKERS", "")
+    if not text:
+        return {}
+    try:
+        workers = int(text)
+    except ValueError:
+        raise UserError(f"MTUNET_DATA_WORKERS={text!r}: not an integer") from None
+    return {"workers": workers, "max_queue_size": 2 * workers} if workers > 1 else {}
 
 
 def _train_config(spec: RunSpec, verbose):

@@ -213,10 +213,22 @@ def load_run(run_dir: Path) -> keras.Model:
     return load_final_weights(model, run_dir)
 
 
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_seconds` to the epoch logs (placed before CSVLogger, so history.csv has it):
+    throughput figures need the steady-state epochs apart from the first, which compiles."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._started
+
+
 def _callbacks(run_dir: Path, monitor: str, has_val: bool,
                epochs: int) -> list[keras.callbacks.Callback]:
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True)]
+        EpochTimer(), keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True)]
     if epochs > 1:  # a one-epoch run has nothing to resume from; skip writing the backup
         callbacks.insert(0, keras.callbacks.BackupAndRestore(
             str(run_dir / "backup"), save_freq="epoch", delete_checkpoint=True))

