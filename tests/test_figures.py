@@ -200,3 +200,20 @@ def test_metric_vs_parameter(tmp_path):
     _saved(fig, tmp_path, "alpha")
     frame0 = frame.assign(alpha=[0.0, 0.1, 1.0, 10.0])
     assert F.metric_vs_parameter(frame0, "alpha", ["dice"]).axes[0].get_xscale() == "linear"
+
+
+def test_lesion_size_plot_draws_one_line_per_lesion_and_skips_native_rows():
+    import pandas as pd
+
+    from mtunet import figures
+
+    table = pd.DataFrame({"lesion": ["MA", "MA", "MA", "EX", "EX", "EX"],
+                          "image_size": ["native (~800)", 128, 512, "native (~800)", 128, 512],
+                          "share_below_1px": [0, .7, 0, 0, .6, 0],
+                          "mask_inflation": [1, 4.9, 1.7, 1, 2.7, 1.4]})
+    fig = figures.lesion_size_plot(table)
+    left, right = fig.axes
+    assert [line.get_label() for line in left.get_lines()] == ["MA", "EX"]
+    assert list(left.get_lines()[0].get_xdata()) == [128, 512]
+    assert list(left.get_lines()[0].get_ydata()) == [70.0, 0.0]
+    assert list(right.get_lines()[1].get_ydata()) == [2.7, 1.4]

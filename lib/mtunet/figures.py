@@ -691,7 +691,34 @@ def metric_vs_parameter(frame, x: str, ys: Sequence[str], title: str = "Metrics 
     return fig
 
 
-__all__ = ["ERROR_COLOURS", "class_balance", "confusion_matrix_plot", "error_map_rgb",
+@_styled
+def lesion_size_plot(table, title: str = "Lesion size against working resolution"):
+    """Left: share of lesions under one pixel across; right: how much the any-overlap resize
+    fattens the masks. One line per lesion type, x = working image size (mtunet.study.lesion_sizes)."""
+    plt = _plt()
+    data = table[table["image_size"].map(lambda v: str(v).isdigit())].copy()
+    data["image_size"] = data["image_size"].astype(int)
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.0))
+    for lesion, rows in data.groupby("lesion", sort=False):
+        rows = rows.sort_values("image_size")
+        colour = _lesion_colour(lesion)
+        axes[0].plot(rows["image_size"], 100 * rows["share_below_1px"], marker="o", color=colour, label=lesion)
+        axes[1].plot(rows["image_size"], rows["mask_inflation"], marker="o", color=colour, label=lesion)
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(data["image_size"].unique()))
+        ax.set_xticklabels([str(v) for v in sorted(data["image_size"].unique())])
+        ax.set_xlabel("working image size (px)")
+    axes[0].set_ylabel("lesions under 1 px across (%)")
+    axes[1].set_ylabel("mask pixels / true lesion area")
+    axes[1].axhline(1.0, color="grey", lw=0.8, ls="--")
+    axes[0].legend(title="lesion")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["ERROR_COLOURS", "class_balance", "lesion_size_plot", "confusion_matrix_plot", "error_map_rgb",
            "lesion_error_map", "metric_vs_parameter", "overlay", "overlay_comparison",
            "paper_vs_ours_bars", "reliability_diagram", "roc_curves", "sample_grid", "save",
            "training_curves"]

@@ -1,0 +1,56 @@
+"""mtunet.study: the lesion-size table that explains resolution effects on Dice."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mtunet import study
+from mtunet.data.records import Record
+
+
+def _record(tmp_path, squares: list[tuple[int, int, int]], size: int = 200) -> Record:
+    """A uniformly bright 'fundus' (the crop is the whole frame) with square MA lesions."""
+    image = np.full((size, size, 3), 120, np.uint8)
+    mask = np.zeros((size, size), np.uint8)
+    for y, x, side in squares:
+        mask[y:y + side, x:x + side] = 255
+    Image.fromarray(image).save(tmp_path / "img.png")
+    Image.fromarray(mask).save(tmp_path / "ma.png")
+    return Record("img", tmp_path / "img.png", None, {"MA": tmp_path / "ma.png"}, has_masks=True)
+
+
+def test_lesion_sizes_measures_each_component(tmp_path):
+    record = _record(tmp_path, [(8, 8, 4), (100, 100, 20)])
+    table = study.lesion_sizes([record], sizes=(50, 200))
+    assert list(table["lesion"]) == ["MA", "MA", "MA"]          # native, 50, 200
+    at50 = table[table["image_size"] == 50].iloc[0]
+    assert at50["components"] == 2
+    d_small, d_big = 2 * np.sqrt(16 / np.pi) * 0.25, 2 * np.sqrt(400 / np.pi) * 0.25
+    assert at50["median_diameter_px"] == pytest.approx((d_small + d_big) / 2)
+    assert at50["share_below_1px"] == 0.0 and at50["share_below_3px"] == 0.5
+    # any-overlap at 1/4 scale, both squares aligned to the 4-pixel grid: 1 + 25 output pixels
+    # for a true area of (16 + 400) / 16 = 26 pixels
+    assert at50["mask_inflation"] == pytest.approx(1.0)
+    native = table.iloc[0]
+    assert native["image_size"] == "native (~200)" and native["mask_inflation"] == 1.0
+
+
+def test_lesion_sizes_inflation_when_lesions_straddle_pixels(tmp_path):
+    record = _record(tmp_path, [(2, 2, 1)])        # one pixel, at 1/4 scale still one output pixel
+    row = study.lesion_sizes([record], sizes=(50,)).iloc[1]
+    assert row["mask_inflation"] == pytest.approx(16.0)
+    assert row["share_below_1px"] == 1.0
+
+
+def test_lesion_sizes_on_a_study_without_masks_is_empty(tmp_path):
+    image = tmp_path / "g.png"
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(image)
+    table = study.lesion_sizes([Record("g", image, 2)])
+    assert table.empty and list(table.columns) == study.LESION_SIZE_COLUMNS
+
+
+def test_lesion_sizes_misaligned_lesions_get_fatter(tmp_path):
+    record = _record(tmp_path, [(10, 10, 4)])    # rows/cols 2.5-3.5 at 1/4 scale: 2x2 pixels
+    row = study.lesion_sizes([record], sizes=(50,)).iloc[1]
+    assert row["mask_inflation"] == pytest.approx(4.0)
