@@ -68,3 +68,17 @@ def test_matmul_flops_positive():
 def test_matmul_rejects_bad_arguments():
     with pytest.raises(ValueError):
         matmul_flops_per_s(n=0)
+
+
+def test_benchmark_times_the_arrays_before_and_after_the_pipeline():
+    """The overhead is measured against both arrays runs, and their drift is reported beside it."""
+    from mtunet.bench import run_benchmark
+
+    lines: list[str] = []
+    res = run_benchmark(size=32, batch=1, steps=2, warmup=1, model_name="unet", matmul_n=64,
+                        out=lines.append)
+    assert len(res["train_arrays_step_s"]) == len(res["train_arrays_after_step_s"]) == 2
+    reference = (res["train_arrays_s"] + res["train_arrays_after_s"]) / 2
+    assert res["pipeline_overhead"] == pytest.approx(res["train_pipeline_s"] / reference - 1)
+    assert res["arrays_drift"] == pytest.approx(res["train_arrays_after_s"] / res["train_arrays_s"] - 1)
+    assert any("drift" in line for line in lines)
