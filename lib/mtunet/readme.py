@@ -1,0 +1,131 @@
+"""The README's results block, rendered from results/<profile>/ so no number there is typed by hand.
+
+    python -m mtunet.readme --profile cpu            # rewrite the block between the markers
+    python -m mtunet.readme --profile cpu --check    # exit 1 if the README's block is stale
+
+The block sits between ``<!-- results:<profile> -->`` and ``<!-- /results:<profile> -->``; the
+text around it (analysis, deviations) is written by people and left alone. A test regenerates the
+block from the committed tables and compares, so README and results/ cannot drift apart.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from mtunet.config import REPO_ROOT
+from mtunet.errors import UserError
+
+README = REPO_ROOT / "README.md"
+COMPARE_COLUMNS = ["paper", "ours", "difference", "n_runs"]
+FIGURES = [("table1_variants.png", "Table 1: paper vs reproduced"),
+           ("table2_segmentation.png", "Table 2: paper vs reproduced"),
+           ("fig6_encoders_1.png", "Fig. 6: encoders on an IDRiD-S test image"),
+           ("lesion_sizes.png", "Lesion size against working resolution"),
+           ("table3_grading.png", "Table 3: paper vs reproduced"),
+           ("pseudo_label_samples.png", "Pseudo masks of grade-only training images")]
+
+
+def markers(profile: str) -> tuple[str, str]:
+    return f"<!-- results:{profile} -->", f"<!-- /results:{profile} -->"
+
+
+def _table(frame: pd.DataFrame, columns: list[str]) -> str:
+    present = [c for c in columns if c in frame.columns]
+    shown = frame[present].copy()
+    for column in shown.columns:
+        if pd.api.types.is_float_dtype(shown[column]):
+            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+    return shown.fillna("").to_markdown(index=False, disable_numparse=True)
+
+
+def _read(results: Path, name: str) -> pd.DataFrame | None:
+    path = results / f"{name}.csv"
+    if not path.exists():
+        return None
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return None
+
+
+def results_block(profile: str, root: Path = REPO_ROOT) -> str:
+    """Markdown for the README: the main tables beside the paper's, the claims, the figures."""
+    results, figures = root / "results" / profile, root / "figures" / profile
+    if not results.is_dir():
+        raise UserError(f"{results}: no results for profile {profile!r}; run ./run_all.sh --profile {profile}")
+    parts = [f"Rendered from [`results/{profile}/`](results/{profile}) by `python -m mtunet.readme "
+             f"--profile {profile}`. Percent; *ours* = mean ± std over runs; *difference* = ours − "
+             f"paper. Full tables: [`paper_vs_reproduced.md`](results/{profile}/paper_vs_reproduced.md)."]
+    sections = [("table1_variants", "Table 1 — network variants", ["network", "metric"]),
+                ("table2_segmentation", "Table 2 — lesion Dice on IDRiD-S test (pooled over pixels)",
+                 ["network", "metric"]),
+                ("table3_grading_internal", "Table 3 — ROC AUC per grade", ["network", "grade"])]
+    for name, title, keys in sections:
+        frame = _read(results, name)
+        if frame is None:
+            parts.append(f"**{title}**: not produced in this profile.")
+            continue
+        note = ""
+        if "test_set" in frame.columns:
+            note = f" Test set: {frame['test_set'].iloc[0]}."
+        elif "test_sets" in frame.columns:
+            note = f" {frame['test_sets'].iloc[0]}."
+        parts.append(f"**{title}.**{note}\n\n" + _table(frame, keys + COMPARE_COLUMNS))
+    ttests = _read(results, "ttests")
+    if ttests is not None and len(ttests):
+        parts.append("**Paired t-tests, MTUnet vs each baseline** (Dice points; significant at 10 %).\n\n"
+                     + _table(ttests, ["baseline", "group", "n", "mean_difference", "pvalue",
+                                       "significant_10pct"]))
+    from mtunet.claims import claims_table
+
+    parts.append("**The paper's claims.**\n\n"
+                 + claims_table(results)[["claim", "verdict", "evidence"]].to_markdown(index=False))
+    shown = [(f, title) for f, title in FIGURES if (figures / f).exists()]
+    if shown:
+        parts.append("\n".join(f"![{title}](figures/{profile}/{f})" for f, title in shown))
+    return "\n\n".join(parts)
+
+
+def replace_block(text: str, profile: str, block: str) -> str:
+    start, end = markers(profile)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise UserError(f"README has no {start} … {end} markers")
+    return pattern.sub(lambda _: f"{start}\n{block}\n{end}", text, count=1)
+
+
+def current_block(text: str, profile: str) -> str | None:
+    start, end = markers(profile)
+    match = re.search(re.escape(start) + r"\n(.*?)\n" + re.escape(end), text, re.S)
+    return match.group(1) if match else None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mtunet.readme", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--check", action="store_true", help="exit 1 if the block is out of date")
+    args = parser.parse_args(argv)
+    try:
+        text = args.readme.read_text()
+        block = results_block(args.profile)
+        if args.check:
+            if current_block(text, args.profile) != block:
+                print(f"{args.readme}: the results:{args.profile} block is out of date; run "
+                      f"python -m mtunet.readme --profile {args.profile}", file=sys.stderr)
+                return 1
+            return 0
+        args.readme.write_text(replace_block(text, args.profile, block))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.readme}: results:{args.profile} block updated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
