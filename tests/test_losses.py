@@ -133,3 +133,20 @@ def test_losses_train_a_tiny_two_output_model():
     hist = model.fit(x, y, epochs=1, verbose=0)
     assert np.isfinite(hist.history["loss"][0])
     assert any("red_dice" in k for k in hist.history)
+
+
+def test_bce_dice_is_the_sum_of_its_terms_and_charges_a_flood():
+    y = one_hot_map(CLASS_MAP)
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(y.shape[-1]), size=y.shape[:-1]).astype("float32")
+    want = float(_np(L.SegmentationBCE()(y, p))) + float(_np(L.DiceLoss()(y, p)))
+    assert float(_np(L.BCEDiceLoss()(y, p))) == pytest.approx(want, rel=1e-5)
+    assert isinstance(L.segmentation_loss("bce_dice"), L.BCEDiceLoss)
+    # a lesion-free truth: Dice alone barely tells "all background" from "all MA" (smooth term),
+    # the BCE term makes the flood far worse
+    empty = one_hot_map(np.zeros_like(CLASS_MAP))
+    flood = one_hot_map(np.ones_like(CLASS_MAP)) * 0.98 + 0.004
+    clean = empty * 0.98 + 0.004
+    assert float(_np(L.BCEDiceLoss()(empty, flood))) > float(_np(L.BCEDiceLoss()(empty, clean))) + 5
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(L.BCEDiceLoss(smooth=2.0)))
+    assert isinstance(again, L.BCEDiceLoss) and again.get_config() == L.BCEDiceLoss(smooth=2.0).get_config()
