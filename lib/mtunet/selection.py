@@ -26,7 +26,7 @@ import pandas as pd
 from mtunet.data.records import Record
 from mtunet.errors import UserError
 
-COLUMNS = ["seg_loss", "epochs", "red_dice", "yellow_dice", "mean_dice", "red_area_ratio",
+COLUMNS = ["seg_loss", "epochs", "learning_rate", "red_dice", "yellow_dice", "mean_dice", "red_area_ratio",
            "yellow_area_ratio", "chosen"]
 
 
@@ -50,20 +50,23 @@ def area_ratio(pred_maps: np.ndarray, true_maps: np.ndarray, group: str) -> floa
     return float(group_mask(pred_maps, group).sum() / true) if true else float("nan")
 
 
-def score_candidates(ctx, seed_model: str, candidates: Sequence[tuple[str, int]],
+def score_candidates(ctx, seed_model: str, candidates: Sequence[tuple],
                      fit: Sequence[Record], val: Sequence[Record]) -> pd.DataFrame:
-    """Train `seed_model` once per (loss, epochs) on `fit`; Dice and area ratios on `val`."""
+    """Train `seed_model` once per (loss, epochs[, learning rate]) on `fit`; Dice and area
+    ratios on `val`. A candidate without a learning rate uses the context's."""
     from mtunet.data.pipeline import load_arrays
     from mtunet.evaluate import evaluate_segmentation
 
     arrays = load_arrays(val, ctx.base.image_size, progress=False)
     rows = []
-    for loss, epochs in candidates:
-        spec = ctx.spec(model=seed_model, seg_loss=loss, epochs=epochs, seed=0, tag="loss_selection")
+    for loss, epochs, *rest in candidates:
+        lr = rest[0] if rest else ctx.base.learning_rate
+        spec = ctx.spec(model=seed_model, seg_loss=loss, epochs=epochs, learning_rate=lr, seed=0,
+                        tag="loss_selection")
         model = ctx.train(spec, fit)
         ev = evaluate_segmentation(model, val, ctx.base.image_size, arrays=arrays)
         red, yellow = 100 * ev.scores["red_dice_pooled"], 100 * ev.scores["yellow_dice_pooled"]
-        rows.append({"seg_loss": loss, "epochs": epochs, "red_dice": red, "yellow_dice": yellow,
+        rows.append({"seg_loss": loss, "epochs": epochs, "learning_rate": lr, "red_dice": red, "yellow_dice": yellow,
                      "mean_dice": (red + yellow) / 2,
                      "red_area_ratio": area_ratio(ev.pred_maps, arrays[1], "red"),
                      "yellow_area_ratio": area_ratio(ev.pred_maps, arrays[1], "yellow")})
@@ -72,17 +75,24 @@ def score_candidates(ctx, seed_model: str, candidates: Sequence[tuple[str, int]]
     return table
 
 
-def parse_candidates(text: str) -> list[tuple[str, int]]:
-    """"bce:8,dice:16" -> [("bce", 8), ("dice", 16)]."""
+def parse_candidates(text: str) -> list[tuple]:
+    """"bce:8,dice:16:1e-3" -> [("bce", 8), ("dice", 16, 0.001)] (LOSS:EPOCHS[:LEARNING_RATE])."""
     from mtunet.losses import SEGMENTATION_LOSSES
 
     out = []
     for item in (t.strip() for t in text.split(",") if t.strip()):
-        loss, _, epochs = item.partition(":")
-        if loss not in SEGMENTATION_LOSSES or not epochs.isdigit() or int(epochs) < 1:
+        loss, epochs, *rest = item.split(":") + [""]
+        rest = [r for r in rest if r]
+        try:
+            lr = [float(r) for r in rest[:1]]
+        except ValueError:
+            lr = [-1.0]
+        if (loss not in SEGMENTATION_LOSSES or not epochs.isdigit() or int(epochs) < 1
+                or len(rest) > 1 or (lr and not lr[0] > 0)):
             raise argparse.ArgumentTypeError(
-                f"{item!r}: expected LOSS:EPOCHS with LOSS one of {', '.join(SEGMENTATION_LOSSES)}")
-        out.append((loss, int(epochs)))
+                f"{item!r}: expected LOSS:EPOCHS[:LEARNING_RATE] with LOSS one of "
+                f"{', '.join(SEGMENTATION_LOSSES)}")
+        out.append((loss, int(epochs), *lr))
     if not out:
         raise argparse.ArgumentTypeError("no candidates given")
     return out
