@@ -53,7 +53,7 @@ def test_selection_on_synthetic_data_writes_the_table(synthetic_root, tmp_path):
     assert code == 0
     table = pd.read_csv(tmp_path / "res" / "loss_selection.csv")
     assert list(table["seg_loss"]) == ["bce", "dice"] and table["chosen"].sum() == 1
-    assert list(table["learning_rate"]) == [1e-4, 1e-3]
+    assert list(table["optimiser"]) == ["Adam 0.0001", "Adam 0.001"]
     assert table.loc[table["chosen"], "mean_dice"].item() == table["mean_dice"].max()
     assert "scored on the other 2" in (tmp_path / "res" / "loss_selection.md").read_text()
 

@@ -26,7 +26,7 @@ import pandas as pd
 from mtunet.data.records import Record
 from mtunet.errors import UserError
 
-COLUMNS = ["seg_loss", "epochs", "learning_rate", "red_dice", "yellow_dice", "mean_dice", "red_area_ratio",
+COLUMNS = ["seg_loss", "epochs", "optimiser", "red_dice", "yellow_dice", "mean_dice", "red_area_ratio",
            "yellow_area_ratio", "chosen"]
 
 
@@ -66,7 +66,7 @@ def score_candidates(ctx, seed_model: str, candidates: Sequence[tuple],
         model = ctx.train(spec, fit)
         ev = evaluate_segmentation(model, val, ctx.base.image_size, arrays=arrays)
         red, yellow = 100 * ev.scores["red_dice_pooled"], 100 * ev.scores["yellow_dice_pooled"]
-        rows.append({"seg_loss": loss, "epochs": epochs, "learning_rate": f"{lr:g}", "red_dice": red, "yellow_dice": yellow,
+        rows.append({"seg_loss": loss, "epochs": epochs, "optimiser": f"Adam {lr:g}", "red_dice": red, "yellow_dice": yellow,
                      "mean_dice": (red + yellow) / 2,
                      "red_area_ratio": area_ratio(ev.pred_maps, arrays[1], "red"),
                      "yellow_area_ratio": area_ratio(ev.pred_maps, arrays[1], "yellow")})
