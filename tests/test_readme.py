@@ -47,3 +47,18 @@ def test_check_mode_reports_a_stale_block(tmp_path, capsys):
     assert "out of date" in capsys.readouterr().err
     assert readme.main(["--profile", "smoke", "--readme", str(path)]) == 0
     assert readme.main(["--profile", "smoke", "--readme", str(path), "--check"]) == 0
+
+
+def test_dice_protocols_average_runs_and_skip_images_without_the_lesion(tmp_path):
+    import pandas as pd
+
+    pd.DataFrame({"network": ["A", "A", "A", "A"], "seed": [0, 1, 0, 1],
+                  "metric": ["red", "red", "yellow", "yellow"], "value": [10.0, 20.0, 30.0, 50.0]}
+                 ).to_csv(tmp_path / "table2_runs.csv", index=False)
+    pd.DataFrame({"network": ["A"] * 3, "seed": [0, 0, 1], "image_id": ["x", "y", "x"],
+                  "group": ["red", "red", "red"], "dice": [4.0, float("nan"), 8.0]}
+                 ).to_csv(tmp_path / "segmentation_per_image.csv", index=False)
+    table = readme.dice_protocols(tmp_path)
+    row = table.iloc[0]
+    assert (row["red_pooled"], row["yellow_pooled"], row["red_per_image"]) == (15.0, 40.0, 6.0)
+    assert pd.isna(row["yellow_per_image"])

@@ -52,6 +52,25 @@ def _read(results: Path, name: str) -> pd.DataFrame | None:
         return None
 
 
+def dice_protocols(results: Path) -> pd.DataFrame | None:
+    """Table 2's networks under both Dice protocols: pooled over all test pixels (the tables) and
+    the mean of per-image Dice over the images that have the lesion (both averaged over runs)."""
+    runs, per_image = _read(results, "table2_runs"), _read(results, "segmentation_per_image")
+    if runs is None or per_image is None or runs.empty or per_image.empty:
+        return None
+    pooled = runs.groupby(["network", "metric"])["value"].mean().unstack()
+    per = per_image.dropna(subset=["dice"]).groupby(["network", "group"])["dice"].mean().unstack()
+    rows = []
+    for network in pooled.index:
+        row = {"network": network}
+        for group in ("red", "yellow"):
+            row[f"{group}_pooled"] = pooled.at[network, group] if group in pooled else float("nan")
+            row[f"{group}_per_image"] = (per.at[network, group]
+                                         if network in per.index and group in per else float("nan"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def results_block(profile: str, root: Path = REPO_ROOT) -> str:
     """Markdown for the README: the main tables beside the paper's, the claims, the figures."""
     results, figures = root / "results" / profile, root / "figures" / profile
@@ -75,6 +94,10 @@ def results_block(profile: str, root: Path = REPO_ROOT) -> str:
         elif "test_sets" in frame.columns:
             note = f" {frame['test_sets'].iloc[0]}."
         parts.append(f"**{title}.**{note}\n\n" + _table(frame, keys + COMPARE_COLUMNS))
+    protocols = dice_protocols(results)
+    if protocols is not None:
+        parts.append("**Dice protocol: pooled (the tables) vs mean per image** (IDRiD-S test, mean "
+                     "over runs).\n\n" + _table(protocols, list(protocols.columns)))
     ttests = _read(results, "ttests")
     if ttests is not None and len(ttests):
         parts.append("**Paired t-tests, MTUnet vs each baseline** (Dice points; significant at 10 %).\n\n"
@@ -84,6 +107,16 @@ def results_block(profile: str, root: Path = REPO_ROOT) -> str:
 
     parts.append("**The paper's claims.**\n\n"
                  + claims_table(results)[["claim", "verdict", "evidence"]].to_markdown(index=False))
+    sizes = _read(results, "lesion_sizes")
+    if sizes is not None and len(sizes):
+        parts.append("**Lesion size against working resolution** (IDRiD-S, "
+                     f"[`lesion_sizes.md`](results/{profile}/lesion_sizes.md)).\n\n"
+                     + _table(sizes, list(sizes.columns)))
+    selection = _read(results, "loss_selection")
+    if selection is not None and len(selection):
+        parts.append("**Segmentation loss chosen on 10 held-out IDRiD-S training images** "
+                     f"([`loss_selection.md`](results/{profile}/loss_selection.md)).\n\n"
+                     + _table(selection, list(selection.columns)))
     shown = [(f, title) for f, title in FIGURES if (figures / f).exists()]
     if shown:
         parts.append("\n".join(f"![{title}](figures/{profile}/{f})" for f, title in shown))
