@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from mtunet import paper
-from mtunet.claims import NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, claims_table
+from mtunet.claims import INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, claims_table
 from mtunet.report import compare_with_paper, write_table
 
 
@@ -44,3 +44,19 @@ def test_claims_follow_the_numbers(tmp_path):
     assert verdicts["alpha_one_best"] == REPRODUCED
     assert verdicts["variant_c_best"] == NOT_TESTABLE                 # no table 1 written
     assert verdicts["mtunet_best_grading_sidrp"] == NOT_TESTABLE
+
+
+def test_a_lead_within_the_run_to_run_spread_is_inconclusive(tmp_path):
+    def verdict(seg):
+        write_table(compare_with_paper(_runs(seg), paper.table2_frame()), tmp_path, "table2_segmentation")
+        frame = claims_table(tmp_path).set_index(pd.Index([c["id"] for c in paper.CLAIMS]))
+        return frame.loc["mtunet_best_segmentation", "verdict"], frame.loc["mtunet_best_segmentation", "evidence"]
+
+    clear = {("MTUNet", "red"): [80, 82], ("MTUNet", "yellow"): [70, 71],
+             ("UNet", "red"): [70, 71], ("UNet", "yellow"): [60, 61]}
+    assert verdict(clear)[0] == REPRODUCED
+    noisy = {**clear, ("MTUNet", "yellow"): [50, 80]}          # mean 65 > 60.5, std 21
+    got, evidence = verdict(noisy)
+    assert got == INCONCLUSIVE and "MTUNet 65.00 ± 21.21" in evidence
+    behind = {**clear, ("UNet", "red"): [90, 91]}
+    assert verdict(behind)[0] == NOT_REPRODUCED

@@ -1,7 +1,8 @@
 """Verdicts on the paper's claims, computed from the result tables a profile wrote.
 
 Each check reads the CSVs under results/<profile>/ and returns (verdict, evidence). Verdicts:
-"reproduced", "not reproduced", "not testable here" (with the reason). A check never looks at
+"reproduced", "not reproduced", "inconclusive" (the ranking the claim needs is within the
+run-to-run spread), "not testable here" (with the reason). A check never looks at
 the paper's numbers to decide; it compares our own runs with each other, as the claim does.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pandas as pd
 from mtunet.paper import CLAIMS, KAGGLE_IMAGES_PER_GRADE, SIGNIFICANCE_LEVEL
 
 REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE = "reproduced", "not reproduced", "not testable here"
+INCONCLUSIVE = "inconclusive"
 
 
 def _read(results_dir: Path, name: str) -> pd.DataFrame | None:
@@ -29,32 +31,53 @@ def _ours(table: pd.DataFrame, key: str) -> pd.DataFrame:
     return table.pivot_table(index="network", columns=key, values="ours_mean")
 
 
-def _best_by(frame: pd.DataFrame, winner: str, metrics, what: str) -> tuple[str, str]:
-    lines, ok = [], True
+def _best_by(table: pd.DataFrame, key: str, winner: str, metrics, what: str) -> tuple[str, str]:
+    """Is `winner` first on every metric, by more than the run-to-run spread?
+
+    A gap counts when it exceeds the larger of the two standard deviations over runs (a single
+    run has none, so its rank decides). Any metric where another network is clearly ahead:
+    not reproduced; every metric clearly won: reproduced; otherwise inconclusive.
+    """
+    means = _ours(table, key)
+    stds = table.pivot_table(index="network", columns=key, values="ours_std") if "ours_std" in table \
+        else means * float("nan")
+    lines, outcomes = [], []
     for metric in metrics:
-        if metric not in frame.columns or winner not in frame.index:
+        if metric not in means.columns or winner not in means.index:
             return NOT_TESTABLE, f"no {metric} score for {winner}"
-        column = frame[metric].dropna()
+        column = means[metric].dropna()
+        spread = stds[metric].reindex(column.index).fillna(0.0) if metric in stds else column * 0
         others = column.drop(winner, errors="ignore")
-        beaten = bool((column[winner] > others).all()) if len(others) else False
-        ok &= beaten
-        ranking = ", ".join(f"{n} {v:.2f}" for n, v in column.sort_values(ascending=False).items())
+        if others.empty:
+            return NOT_TESTABLE, f"no network to compare {winner} with on {metric}"
+        gaps = column[winner] - others
+        noise = np.maximum(spread[winner], spread.drop(winner, errors="ignore"))
+        if bool((gaps < -noise).any()):
+            outcomes.append(NOT_REPRODUCED)
+        elif bool((gaps > noise).all()):
+            outcomes.append(REPRODUCED)
+        else:
+            outcomes.append(INCONCLUSIVE)
+        ranking = ", ".join(f"{n} {v:.2f}" + (f" ± {spread[n]:.2f}" if spread[n] else "")
+                            for n, v in column.sort_values(ascending=False).items())
         lines.append(f"{metric}: {ranking}")
-    return (REPRODUCED if ok else NOT_REPRODUCED), f"{what} — " + "; ".join(lines)
+    verdict = (NOT_REPRODUCED if NOT_REPRODUCED in outcomes else
+               REPRODUCED if all(o == REPRODUCED for o in outcomes) else INCONCLUSIVE)
+    return verdict, f"{what} — " + "; ".join(lines)
 
 
 def variant_c_best(results_dir: Path):
     table = _read(results_dir, "table1_variants")
     if table is None or table["ours_mean"].isna().all():
         return NOT_TESTABLE, "table1_variants.csv missing or empty"
-    return _best_by(_ours(table, "metric"), "Variant C", ["dice", "roc"], "mean over runs (%)")
+    return _best_by(table, "metric", "Variant C", ["dice", "roc"], "mean ± std over runs (%)")
 
 
 def mtunet_best_segmentation(results_dir: Path):
     table = _read(results_dir, "table2_segmentation")
     if table is None or table["ours_mean"].isna().all():
         return NOT_TESTABLE, "table2_segmentation.csv missing or empty"
-    return _best_by(_ours(table, "metric"), "MTUNet", ["red", "yellow"], "pooled Dice (%)")
+    return _best_by(table, "metric", "MTUNet", ["red", "yellow"], "pooled Dice, mean ± std over runs (%)")
 
 
 def mtunet_vs_linknet_significant(results_dir: Path):
