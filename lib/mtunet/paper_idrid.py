@@ -382,6 +382,7 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     configure_hed(data)
     splits = study.build_splits(data)
+    require_protocol_data(splits, data)
     study.save_splits(splits, out, data)
     report.write_table(splits.summary(), out, "data_roles", "Images per role")
     ctx = make_context(args, runs_dir, deadline)
@@ -452,16 +453,22 @@ def run(args) -> int:
     return 0
 
 
+def require_protocol_data(splits, data: Path) -> None:
+    """The roles Tables 1-2 need, or a UserError naming the folder and what is missing."""
+    if not splits["seg_train"] or not splits["seg_test"]:
+        raise UserError(f"{data}: the protocol needs the IDRiD-S training and test images")
+    if not splits["grade_train"] or not splits["grade_test"]:
+        raise UserError(f"{data}: the protocol needs graded training and test images "
+                        "(kaggle-eyepacs-subset)")
+
+
 def check(args) -> int:
     from mtunet import study
 
     data = Path(args.data_dir).resolve()
     splits = study.build_splits(data)
     print(splits.summary().to_string(index=False))
-    if not splits["seg_train"] or not splits["seg_test"]:
-        raise UserError(f"{data}: the protocol needs the IDRiD-S training and test images")
-    if not splits["grade_train"]:
-        raise UserError(f"{data}: the protocol needs graded training images (kaggle-eyepacs-subset)")
+    require_protocol_data(splits, data)
     configure_hed(data)
     runs = plan(args, len(splits["seg_train"]), len(splits["grade_train"]))
     flops = forward_gflop([r.model for r in runs], args.image_size)
