@@ -21,8 +21,8 @@ SCRIPT = REPO_ROOT / "scripts" / "gpu_paper_idrid.sh"
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["run", "--epochs", "0"], "must be at least 1"),
-    (["run", "--runs", "two"], "is not an integer"),
+    (["run", "--epochs", "0"], "expected a positive integer, got '0'"),
+    (["run", "--runs", "two"], "expected a positive integer, got 'two'"),
     (["check", "--max-minutes", "-1"], "must be above 0"),
     (["run", "--variants", "mtunet,resnet"], "choose a comma-separated subset"),
     (["run", "--segmenters", ""], "choose a comma-separated subset"),

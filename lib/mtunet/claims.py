@@ -14,17 +14,10 @@ import numpy as np
 import pandas as pd
 
 from mtunet.paper import CLAIMS, KAGGLE_IMAGES_PER_GRADE, SIGNIFICANCE_LEVEL
+from mtunet.report import read_table
 
 REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE = "reproduced", "not reproduced", "not testable here"
 INCONCLUSIVE = "inconclusive"
-
-
-def _read(results_dir: Path, name: str) -> pd.DataFrame | None:
-    path = Path(results_dir) / f"{name}.csv"
-    try:
-        return pd.read_csv(path) if path.exists() else None
-    except pd.errors.EmptyDataError:
-        return None
 
 
 def _ours(table: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -67,21 +60,21 @@ def _best_by(table: pd.DataFrame, key: str, winner: str, metrics, what: str) -> 
 
 
 def variant_c_best(results_dir: Path):
-    table = _read(results_dir, "table1_variants")
+    table = read_table(results_dir, "table1_variants")
     if table is None or table["ours_mean"].isna().all():
         return NOT_TESTABLE, "table1_variants.csv missing or empty"
     return _best_by(table, "metric", "Variant C", ["dice", "roc"], "mean ± std over runs (%)")
 
 
 def mtunet_best_segmentation(results_dir: Path):
-    table = _read(results_dir, "table2_segmentation")
+    table = read_table(results_dir, "table2_segmentation")
     if table is None or table["ours_mean"].isna().all():
         return NOT_TESTABLE, "table2_segmentation.csv missing or empty"
     return _best_by(table, "metric", "MTUNet", ["red", "yellow"], "pooled Dice, mean ± std over runs (%)")
 
 
 def mtunet_vs_linknet_significant(results_dir: Path):
-    tests = _read(results_dir, "ttests")
+    tests = read_table(results_dir, "ttests")
     if tests is None:
         return NOT_TESTABLE, "ttests.csv missing"
     rows = tests[tests["baseline"] == "LinkNet"]
@@ -105,7 +98,7 @@ def _grades_won(table: pd.DataFrame, winner: str = "MTUnet") -> dict[str, bool]:
 
 
 def mtunet_best_grading_idrid(results_dir: Path):
-    table = _read(results_dir, "table3_grading_internal")
+    table = read_table(results_dir, "table3_grading_internal")
     if table is None or table["ours_mean"].isna().all():
         return NOT_TESTABLE, "table3_grading_internal.csv missing or empty"
     wins = _grades_won(table)
@@ -117,7 +110,7 @@ def mtunet_best_grading_idrid(results_dir: Path):
 
 
 def mtunet_best_grading_sidrp(results_dir: Path):
-    table = _read(results_dir, "table4_grading_external")
+    table = read_table(results_dir, "table4_grading_external")
     if table is None or table["ours_mean"].isna().all():
         return NOT_TESTABLE, "SiDRP14-15 is private and no external graded set was supplied"
     wins = _grades_won(table)
@@ -126,7 +119,7 @@ def mtunet_best_grading_sidrp(results_dir: Path):
 
 
 def batchnorm_encoders_miss_red(results_dir: Path):
-    table = _read(results_dir, "fig6_encoders")
+    table = read_table(results_dir, "fig6_encoders")
     if table is None or table.empty:
         return NOT_TESTABLE, "fig6_encoders.csv missing"
     red = table[table["metric"] == "red"].set_index("encoder")["value"]
@@ -138,7 +131,7 @@ def batchnorm_encoders_miss_red(results_dir: Path):
 
 
 def alpha_one_best(results_dir: Path):
-    table = _read(results_dir, "ablation_alpha")
+    table = read_table(results_dir, "ablation_alpha")
     if table is None or table.empty:
         return NOT_TESTABLE, "ablation_alpha.csv missing"
     best = {m: float(table.loc[table[m].idxmax(), "alpha"]) for m in ("dice", "roc") if m in table}
@@ -147,7 +140,7 @@ def alpha_one_best(results_dir: Path):
 
 
 def dice_losses_worse(results_dir: Path):
-    table = _read(results_dir, "ablation_loss")
+    table = read_table(results_dir, "ablation_loss")
     if table is None or table.empty or "bce" not in set(table["seg_loss"]):
         return NOT_TESTABLE, "ablation_loss.csv missing or without the BCE run"
     dice = table.set_index("seg_loss")["dice"]
@@ -157,7 +150,7 @@ def dice_losses_worse(results_dir: Path):
 
 
 def kaggle_1914_per_grade(results_dir: Path):
-    roles = _read(results_dir, "data_roles")
+    roles = read_table(results_dir, "data_roles")
     if roles is None:
         return NOT_TESTABLE, "data_roles.csv missing"
     return NOT_TESTABLE, (f"needs the full Kaggle train+test labels with images (paper: "

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from mtunet.cli import positive_int
 from mtunet.errors import UserError
 
 PROFILE = "paper-idrid"
@@ -46,16 +47,6 @@ class BudgetExceeded(UserError):
 
 # --------------------------------------------------------------------------------------------
 # arguments
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
 
 
 def _positive_float(text: str) -> float:
@@ -82,12 +73,12 @@ def _names(allowed: Sequence[str]):
 def _add_protocol_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default="gpu_data/data",
                    help="folder holding IDRiD/ and kaggle-eyepacs-subset/ (default gpu_data/data)")
-    p.add_argument("--image-size", type=_positive_int, default=512, help="paper: 512")
-    p.add_argument("--epochs", type=_positive_int, default=50, help="paper: 50")
-    p.add_argument("--seed-epochs", type=_positive_int, default=None,
+    p.add_argument("--image-size", type=positive_int, default=512, help="paper: 512")
+    p.add_argument("--epochs", type=positive_int, default=50, help="paper: 50")
+    p.add_argument("--seed-epochs", type=positive_int, default=None,
                    help="epochs of the seed segmenter (default: --epochs)")
-    p.add_argument("--runs", type=_positive_int, default=3, help="runs (seeds) per network; paper: 3")
-    p.add_argument("--batch-size", type=_positive_int, default=8)
+    p.add_argument("--runs", type=positive_int, default=3, help="runs (seeds) per network; paper: 3")
+    p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--learning-rate", type=_positive_float, default=1e-5, help="paper: 1e-5")
     p.add_argument("--seg-loss", default="bce", choices=("bce", "dice", "generalized_dice"),
                    help="segmentation term of Eq. 3 (paper: bce)")

@@ -18,6 +18,7 @@ import pandas as pd
 
 from mtunet.config import REPO_ROOT
 from mtunet.errors import UserError
+from mtunet.report import read_table
 
 README = REPO_ROOT / "README.md"
 COMPARE_COLUMNS = ["paper", "ours", "difference", "n_runs"]
@@ -42,20 +43,10 @@ def _table(frame: pd.DataFrame, columns: list[str]) -> str:
     return shown.fillna("").to_markdown(index=False, disable_numparse=True)
 
 
-def _read(results: Path, name: str) -> pd.DataFrame | None:
-    path = results / f"{name}.csv"
-    if not path.exists():
-        return None
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return None
-
-
 def dice_protocols(results: Path) -> pd.DataFrame | None:
     """Table 2's networks under both Dice protocols: pooled over all test pixels (the tables) and
     the mean of per-image Dice over the images that have the lesion (both averaged over runs)."""
-    runs, per_image = _read(results, "table2_runs"), _read(results, "segmentation_per_image")
+    runs, per_image = read_table(results, "table2_runs"), read_table(results, "segmentation_per_image")
     if runs is None or per_image is None or runs.empty or per_image.empty:
         return None
     pooled = runs.groupby(["network", "metric"])["value"].mean().unstack()
@@ -84,7 +75,7 @@ def results_block(profile: str, root: Path = REPO_ROOT) -> str:
                  ["network", "metric"]),
                 ("table3_grading_internal", "Table 3 — ROC AUC per grade", ["network", "grade"])]
     for name, title, keys in sections:
-        frame = _read(results, name)
+        frame = read_table(results, name)
         if frame is None:
             parts.append(f"**{title}**: not produced in this profile.")
             continue
@@ -98,7 +89,7 @@ def results_block(profile: str, root: Path = REPO_ROOT) -> str:
     if protocols is not None:
         parts.append("**Dice protocol: pooled (the tables) vs mean per image** (IDRiD-S test, mean "
                      "over runs).\n\n" + _table(protocols, list(protocols.columns)))
-    ttests = _read(results, "ttests")
+    ttests = read_table(results, "ttests")
     if ttests is not None and len(ttests):
         parts.append("**Paired t-tests, MTUnet vs each baseline** (Dice points; significant at 10 %).\n\n"
                      + _table(ttests, ["baseline", "group", "n", "mean_difference", "pvalue",
@@ -107,12 +98,12 @@ def results_block(profile: str, root: Path = REPO_ROOT) -> str:
 
     parts.append("**The paper's claims.**\n\n"
                  + claims_table(results)[["claim", "verdict", "evidence"]].to_markdown(index=False))
-    sizes = _read(results, "lesion_sizes")
+    sizes = read_table(results, "lesion_sizes")
     if sizes is not None and len(sizes):
         parts.append("**Lesion size against working resolution** (IDRiD-S, "
                      f"[`lesion_sizes.md`](results/{profile}/lesion_sizes.md)).\n\n"
                      + _table(sizes, list(sizes.columns)))
-    selection = _read(results, "loss_selection")
+    selection = read_table(results, "loss_selection")
     if selection is not None and len(selection):
         parts.append("**Segmentation loss chosen on 10 held-out IDRiD-S training images** "
                      f"([`loss_selection.md`](results/{profile}/loss_selection.md)).\n\n"

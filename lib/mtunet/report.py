@@ -29,6 +29,15 @@ def write_table(frame: pd.DataFrame, results_dir: Path, name: str, title: str | 
     return csv_path
 
 
+def read_table(results_dir: Path, name: str) -> pd.DataFrame | None:
+    """`<name>.csv` written by :func:`write_table`, or None when it is missing or empty."""
+    path = Path(results_dir) / f"{name}.csv"
+    try:
+        return pd.read_csv(path) if path.exists() else None
+    except pd.errors.EmptyDataError:
+        return None
+
+
 def to_markdown(frame: pd.DataFrame, title: str | None = None, note: str | None = None) -> str:
     parts = [f"### {title}\n"] if title else []
     parts.append(frame.to_markdown(index=False, floatfmt=".2f", missingval="–"))
