@@ -8,4 +8,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup_env.sh
-exec python -m mtunet.runner "$@"
+exec python -m mtunet.commands.run_notebooks "$@"

@@ -5,11 +5,11 @@
 #
 # Once, on a machine where the project is installed (copies the data into the git-ignored gpu_data/,
 # masks losslessly re-compressed, HED's VGG16 weights as float16, and the Keras wheels):
-#     python -m mtunet.paper_idrid prepare --data-dir ../shared/data --out gpu_data --wheels
+#     python -m mtunet.commands.gpu_protocol prepare --data-dir ../shared/data --out gpu_data --wheels
 # Then on the GPU host, from the repository root (gpu_data/ must travel with the checkout):
 #     scripts/gpu_paper_idrid.sh check       # data + arguments + how much compute the protocol needs
 #     scripts/gpu_paper_idrid.sh [run]       # train and score; results/paper-idrid/
-# Any option of `python -m mtunet.paper_idrid run --help` can follow (e.g. --epochs 20 --runs 1).
+# Any option of `python -m mtunet.commands.gpu_protocol run --help` can follow (e.g. --epochs 20 --runs 1).
 # By default no training run starts after MAX_MINUTES=6.5 minutes (the rest of an 8-minute slot is
 # for the run in progress and the scoring); rerunning continues from the cached runs.
 set -euo pipefail
@@ -25,22 +25,22 @@ command="run"
 case "${1:-}" in
   run|check) command="$1"; shift ;;
   ""|-*) ;;
-  *) echo "usage: $0 [run|check] [options of python -m mtunet.paper_idrid run]" >&2; exit 2 ;;
+  *) echo "usage: $0 [run|check] [options of python -m mtunet.commands.gpu_protocol run]" >&2; exit 2 ;;
 esac
 
-if ! "$PYTHON" -c "import keras" 2>/dev/null; then
+if ! "$PYTHON" -c "import keras, yaml" 2>/dev/null; then
   if compgen -G "$DATA/wheels/*.whl" >/dev/null; then
     site="${TMPDIR:-/tmp}/mtunet-site"
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$site" "$DATA"/wheels/*.whl
     export PYTHONPATH="$PYTHONPATH:$site"
   else
     echo "error: Keras is not installed and $DATA/wheels/ holds no wheels; run" >&2
-    echo "  python -m mtunet.paper_idrid prepare --out $DATA --wheels   (where pip can download)" >&2
+    echo "  python -m mtunet.commands.gpu_protocol prepare --out $DATA --wheels   (where pip can download)" >&2
     exit 2
   fi
 fi
 
 if [ "$command" = run ]; then
-  exec "$PYTHON" -m mtunet.paper_idrid run --data-dir "$DATA/data" --max-minutes "${MAX_MINUTES:-6.5}" "$@"
+  exec "$PYTHON" -m mtunet.commands.gpu_protocol run --data-dir "$DATA/data" --max-minutes "${MAX_MINUTES:-6.5}" "$@"
 fi
-exec "$PYTHON" -m mtunet.paper_idrid check --data-dir "$DATA/data" --max-minutes "${MAX_MINUTES:-8}" "$@"
+exec "$PYTHON" -m mtunet.commands.gpu_protocol check --data-dir "$DATA/data" --max-minutes "${MAX_MINUTES:-8}" "$@"

@@ -1,4 +1,4 @@
-"""Shared fixtures: a synthetic data root written once per session, and the real data folder."""
+"""Shared fixtures: a synthetic data root written once per session, and the real data folders."""
 from __future__ import annotations
 
 import shutil
@@ -53,4 +53,20 @@ def real_eyepacs_dir(real_data_dir) -> Path:
     path = real_data_dir / "kaggle-eyepacs-subset"
     if not (path / "trainLabels.csv").is_file():
         pytest.skip(f"real data not found at {path}; set MTUNET_DATA_DIR")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_messidor_dir(real_data_dir) -> Path:
+    path = real_data_dir / "messidor-2"
+    if not (path / "messidor_data.csv").is_file():
+        pytest.skip(f"real Messidor-2 not found at {path}; set MTUNET_DATA_DIR")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_aptos_dir(real_data_dir) -> Path:
+    path = real_data_dir / "aptos2019"
+    if not (path / "train.csv").is_file():
+        pytest.skip(f"real APTOS 2019 not found at {path}; set MTUNET_DATA_DIR")
     return path

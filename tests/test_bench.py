@@ -5,7 +5,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from mtunet.bench import analytic_flops, matmul_flops_per_s  # noqa: E402
+from mtunet.commands.bench import analytic_flops, matmul_flops_per_s  # noqa: E402
 
 pytestmark = pytest.mark.backend
 
@@ -72,7 +72,7 @@ def test_matmul_rejects_bad_arguments():
 
 def test_benchmark_times_the_arrays_before_and_after_the_pipeline():
     """The overhead is measured against both arrays runs, and their drift is reported beside it."""
-    from mtunet.bench import run_benchmark
+    from mtunet.commands.bench import run_benchmark
 
     lines: list[str] = []
     res = run_benchmark(size=32, batch=1, steps=2, warmup=1, model_name="unet", matmul_n=64,

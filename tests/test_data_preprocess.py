@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from mtunet.data.preprocess import (fundus_bbox, label_map, load_arrays, load_rgb, prepare_example, read_mask,
-                                    resize_mask)
+from mtunet.data.preprocess import (fit_square, fundus_bbox, fundus_mask, label_map, load_arrays,
+                                    load_rgb, prepare_example, read_mask, resize_image, resize_mask,
+                                    truth_label_map, truth_masks)
 from mtunet.data.records import Record
 from mtunet.data.synthetic import synth_fundus, write_palette_mask
 from mtunet.errors import DataError
@@ -122,3 +124,67 @@ def test_load_arrays(synthetic_root):
     assert images.shape == (5, 32, 32, 3) and labels.shape == (5, 32, 32) and grades.dtype == np.int64
     assert list(grades[:3]) == [-1, -1, -1] and all(g in range(5) for g in grades[3:])
     assert labels[:3].max() > 0 and labels[3:].max() == 0
+
+
+def test_fundus_mask_is_the_disc_inside_the_bbox():
+    img = np.zeros((100, 160, 3), np.uint8)
+    yy, xx = np.mgrid[0:100, 0:160]
+    disc = (yy - 50) ** 2 + (xx - 90) ** 2 < 40 ** 2
+    img[disc] = (200, 90, 30)
+    img[45:55, 85:95] = (10, 5, 2)                  # a dark haemorrhage inside the disc
+    img[48:52, 128:131] = (5, 5, 5)                 # a dark notch at the rim
+    img[2:5, 2:5] = (255, 255, 255)                 # a bright speck outside the disc
+    mask = fundus_mask(img)
+    assert mask.shape == (100, 160) and mask.dtype == bool
+    assert mask[45:55, 85:95].all() and mask[48:52, 128:130].all() and not mask[2:5, 2:5].any()
+    # a disc, not the bbox rectangle: the low threshold on the blurred rim adds at most 2 px
+    assert not (disc & ~mask).any()
+    near = cv2.dilate(disc.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert not (mask & ~near).any()
+    assert not mask[12, 55] and not mask[88, 125]   # corners of the bbox are outside the disc
+    y0, y1, x0, x1 = fundus_bbox(img)
+    box = np.zeros_like(mask)
+    box[y0:y1, x0:x1] = True
+    assert not (mask & ~box).any()
+    assert fundus_mask(np.zeros((40, 60, 3), np.uint8)).all()
+
+
+def test_fundus_mask_agrees_with_bbox_on_a_synthetic_fundus():
+    img, masks, _ = synth_fundus(np.random.default_rng(3), 3, width=512)
+    mask = fundus_mask(img)
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = fundus_bbox(img)
+    assert abs(ys.min() - y0) <= 4 and abs(ys.max() + 1 - y1) <= 4
+    assert abs(xs.min() - x0) <= 6 and abs(xs.max() + 1 - x1) <= 6
+    for code in ("MA", "HE", "EX", "SE", "OD"):     # every annotated pixel is in the field of view
+        assert not (masks[code] & ~mask).any(), code
+
+
+def test_resize_image_any_number_of_channels():
+    x = np.random.default_rng(0).random((40, 40, 6)).astype(np.float32)
+    for size in (20, 80):
+        out = resize_image(x, size)
+        assert out.shape == (size, size, 6)
+        np.testing.assert_allclose(out[..., 4], resize_image(x[..., 4:5].copy(), size), rtol=1e-6)
+    assert fit_square(x[:30], 20).shape == (20, 20, 6)
+
+
+def test_truth_masks_native_size_with_overlaps(tmp_path):
+    rec, img = _single_ma_record(tmp_path)
+    he = read_mask(tmp_path / "X_01_HE.tif")
+    ma = np.zeros_like(he)
+    ma[120, 230] = True                              # an MA inside the haemorrhage
+    write_palette_mask(tmp_path / "X_01_MA.tif", ma)
+    masks = truth_masks(rec)
+    assert set(masks) == {"MA", "HE", "EX", "SE"} and masks["MA"].shape == (680, 1024)
+    assert not masks["EX"].any() and not masks["SE"].any()       # absent file = no lesion
+    assert masks["HE"][120, 230] and masks["MA"][120, 230]      # the overlap is kept
+    label = truth_label_map(rec, image_hw=img.shape[:2])
+    assert label.shape == (680, 1024) and label[120, 230] == 1  # the class map: MA wins
+    assert (label == 2).sum() == he.sum() - 1
+    assert "OD" in truth_masks(rec, include_od=True)
+    write_palette_mask(tmp_path / "X_01_MA.tif", np.zeros((10, 10), bool))
+    with pytest.raises(DataError, match="X_01_MA.tif: mask is 10x10"):
+        truth_masks(rec)
+    with pytest.raises(DataError, match="no lesion annotation"):
+        truth_masks(Record("Y", tmp_path / "X_01.jpg", 2))

@@ -8,7 +8,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from mtunet import figures as F  # noqa: E402
+from mtunet.report import figures as F  # noqa: E402
 from mtunet.config import CLASS_COLOURS, CLASS_INDEX  # noqa: E402
 
 RNG = np.random.default_rng(0)
@@ -171,13 +171,15 @@ def test_confusion_matrix_plot(tmp_path):
 
 def test_reliability_diagram_and_ece(tmp_path):
     y, prob = _grading()
-    conf, acc, counts, ece = F._reliability_bins(y, prob, 10)
+    from mtunet.metrics import expected_calibration_error, reliability_curve
+
+    conf, acc, counts = reliability_curve(y, prob, 10)
     assert counts.sum() == len(y)
     manual = sum(c * abs(a - m) for c, a, m in zip(counts, acc, conf) if c) / len(y)
-    assert ece == pytest.approx(manual)
+    assert expected_calibration_error(y, prob, 10) == pytest.approx(manual)
     # perfectly confident and right: ECE 0
     onehot = np.eye(5)[y]
-    assert F._reliability_bins(y, onehot, 10)[3] == pytest.approx(0.0)
+    assert expected_calibration_error(y, onehot, 10) == pytest.approx(0.0)
     fig = F.reliability_diagram(y, prob, n_bins=10, title="Calibration")
     assert "ECE" in fig.axes[0].get_title()
     _saved(fig, tmp_path, "reliability")
@@ -205,7 +207,7 @@ def test_metric_vs_parameter(tmp_path):
 def test_lesion_size_plot_draws_one_line_per_lesion_and_skips_native_rows():
     import pandas as pd
 
-    from mtunet import figures
+    from mtunet.report import figures
 
     table = pd.DataFrame({"lesion": ["MA", "MA", "MA", "EX", "EX", "EX"],
                           "image_size": ["native (~800)", 128, 512, "native (~800)", 128, 512],

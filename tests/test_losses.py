@@ -150,3 +150,141 @@ def test_bce_dice_is_the_sum_of_its_terms_and_charges_a_flood():
     assert float(_np(L.BCEDiceLoss()(empty, flood))) > float(_np(L.BCEDiceLoss()(empty, clean))) + 5
     again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(L.BCEDiceLoss(smooth=2.0)))
     assert isinstance(again, L.BCEDiceLoss) and again.get_config() == L.BCEDiceLoss(smooth=2.0).get_config()
+
+
+# --- focal, weighted Dice and their sums (lesion-crop training) ------------------------------------
+
+def np_focal(y, p, gamma=2.0, alpha=None, eps=L.EPSILON):
+    """Numpy reference: per pixel -Σ_c α_c y_c (1 - p_c)^γ log p_c, mean over pixels, then batch."""
+    p = np.clip(p, eps, 1 - eps)
+    a = np.ones(y.shape[-1]) if alpha is None else np.broadcast_to(np.asarray(alpha, float), y.shape[-1:])
+    per_pixel = -(a * y * (1 - p) ** gamma * np.log(p)).sum(-1)
+    return per_pixel.reshape(len(y), -1).mean(1).mean()
+
+
+def np_weighted_dice(y, p, background_weight=0.1, smooth=1.0):
+    axes = tuple(range(y.ndim - 1))
+    dice = (2 * (y * p).sum(axes) + smooth) / (y.sum(axes) + p.sum(axes) + smooth)
+    w = np.ones(y.shape[-1])
+    w[0] = background_weight
+    return 1 - (w * dice).sum() / w.sum()
+
+
+def _soft(y, seed=0):
+    """A random softmax map of y's shape."""
+    rng = np.random.default_rng(seed)
+    return rng.dirichlet(np.ones(y.shape[-1]), size=y.shape[:-1]).astype("float32")
+
+
+def _grad(loss, y, p):
+    """d loss / d p on the active backend."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+        t = tf.Variable(p)
+        with tf.GradientTape() as tape:
+            value = loss(y, t)
+        return tape.gradient(value, t).numpy()
+    if backend == "jax":
+        import jax
+        return np.asarray(jax.grad(lambda q: loss(y, q))(p))
+    if backend == "torch":
+        import torch
+        t = torch.tensor(p, requires_grad=True)
+        loss(y, t).backward()
+        return t.grad.numpy()
+    pytest.skip(f"no gradient helper for backend {backend}")
+
+
+NEW_LOSSES = ("focal", "weighted_dice", "dice_focal", "ce_dice")
+
+
+def test_registry_is_the_one_list_of_names():
+    assert set(L.SEGMENTATION_LOSSES) >= {"bce", "dice", "generalized_dice", "bce_dice", *NEW_LOSSES}
+    for name, cls in L.SEGMENTATION_LOSSES.items():
+        assert type(L.segmentation_loss(name)) is cls
+    assert isinstance(L.multitask_loss(seg_loss="dice_focal")[0]["seg"], L.DiceFocalLoss)
+    with pytest.raises(ValueError, match="dice_focal"):  # the message lists the names
+        L.segmentation_loss("lovasz")
+
+
+@pytest.mark.parametrize("name", NEW_LOSSES)
+def test_new_losses_perfect_prediction_is_minimal(name):
+    y = one_hot_map(CLASS_MAP)
+    loss = L.segmentation_loss(name)
+    perfect = float(_np(loss(y, y)))
+    assert perfect == pytest.approx(0.0, abs=1e-4)
+    for seed in range(3):
+        assert float(_np(loss(y, _soft(y, seed)))) > perfect + 0.01
+
+
+def test_focal_matches_numpy_and_reduces_to_cross_entropy():
+    y = one_hot_map(CLASS_MAP)
+    p = _soft(y)
+    assert float(_np(L.FocalLoss()(y, p))) == pytest.approx(np_focal(y, p), rel=1e-5)
+    alpha = (0.25, 1.0, 1.0, 2.0, 2.0)
+    assert float(_np(L.FocalLoss(gamma=1.5, alpha=alpha)(y, p))) == pytest.approx(
+        np_focal(y, p, 1.5, alpha), rel=1e-5)
+    assert float(_np(L.FocalLoss(alpha=0.25)(y, p))) == pytest.approx(0.25 * np_focal(y, p), rel=1e-5)
+    ce = -(y * np.log(p)).sum(-1).mean()
+    assert float(_np(L.FocalLoss(gamma=0.0)(y, p))) == pytest.approx(ce, rel=1e-5)
+    # per image: one value per image before Keras averages the batch
+    assert _np(L.FocalLoss().call(y, p)).shape == (2,)
+    # a confident correct pixel costs far less than under cross-entropy (the point of focal)
+    y1 = np.array([[[[0, 1]]]], "float32")
+    p1 = np.array([[[[0.1, 0.9]]]], "float32")
+    assert float(_np(L.FocalLoss()(y1, p1))) == pytest.approx(0.01 * -math.log(0.9), rel=1e-4)
+    with pytest.raises(ValueError):
+        L.FocalLoss(alpha=(1.0, 2.0))(y, p)
+    with pytest.raises(ValueError):
+        L.FocalLoss(gamma=-1)
+
+
+def test_weighted_dice_matches_numpy_and_background_weight_zero_is_dice():
+    y = one_hot_map(CLASS_MAP)
+    p = _soft(y)
+    for bw in (0.1, 0.5, 1.0):
+        got = float(_np(L.WeightedDiceLoss(background_weight=bw)(y, p)))
+        assert got == pytest.approx(np_weighted_dice(y, p, bw), rel=1e-5)
+    lesion_only = float(_np(L.WeightedDiceLoss(background_weight=0.0)(y, p)))
+    assert lesion_only == pytest.approx(float(_np(L.DiceLoss()(y, p))), rel=1e-6)
+    # the background channel charges a flood that lesion-only Dice (smooth term) barely sees
+    empty = one_hot_map(np.zeros_like(CLASS_MAP))
+    flood = one_hot_map(np.ones_like(CLASS_MAP)) * 0.98 + 0.004
+    loss = L.WeightedDiceLoss()
+    assert float(_np(loss(empty, flood))) > float(_np(loss(empty, empty))) + 0.05
+    with pytest.raises(ValueError):
+        L.WeightedDiceLoss(background_weight=-1)
+
+
+def test_sums_match_their_terms():
+    y = one_hot_map(CLASS_MAP)
+    p = _soft(y, 1)
+    want = np_weighted_dice(y, p) + L.DICE_FOCAL_WEIGHT * np_focal(y, p)
+    assert float(_np(L.DiceFocalLoss()(y, p))) == pytest.approx(want, rel=1e-5)
+    want = np_weighted_dice(y, p, 0.3) + 1.0 * np_focal(y, p, gamma=3.0)
+    got = L.DiceFocalLoss(background_weight=0.3, gamma=3.0, focal_weight=1.0)(y, p)
+    assert float(_np(got)) == pytest.approx(want, rel=1e-5)
+    want = np_weighted_dice(y, p) + np_focal(y, p, gamma=0.0)
+    assert float(_np(L.CEDiceLoss()(y, p))) == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", NEW_LOSSES)
+def test_new_losses_have_finite_gradients(name):
+    y = one_hot_map(CLASS_MAP)
+    loss = L.segmentation_loss(name)
+    hard = y.copy()  # perfect, and a prediction with exact zeros and ones (clipped)
+    wrong = one_hot_map(np.where(CLASS_MAP > 0, 0, 1))
+    for p in (_soft(y), hard, wrong):
+        g = _grad(loss, y, p.astype("float32"))
+        assert g.shape == y.shape and np.all(np.isfinite(g))
+    assert np.abs(_grad(loss, y, _soft(y))).sum() > 0
+
+
+def test_new_losses_serialize_round_trip():
+    for obj in (L.FocalLoss(gamma=1.0, alpha=(0.1, 1, 1, 1, 1)), L.FocalLoss(alpha=0.25),
+                L.WeightedDiceLoss(background_weight=0.2, smooth=2.0),
+                L.DiceFocalLoss(background_weight=0.2, focal_weight=1.0),
+                L.CEDiceLoss(background_weight=0.0)):
+        again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(obj))
+        assert type(again) is type(obj) and again.get_config() == obj.get_config()

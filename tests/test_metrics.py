@@ -195,3 +195,130 @@ def test_dice_ci_contains_point_estimate():
     per = np.nanmean(M.dice_per_image(M.group_mask(pred, "red"), M.group_mask(true, "red")))
     ci = M.dice_ci(pred, true, "red", kind="per_image", n_resamples=300)
     assert ci.low <= per <= ci.high
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming pixel AUPR (score histograms)
+# --------------------------------------------------------------------------------------------
+
+def test_histogram_average_precision_is_sklearns_on_quantised_scores():
+    rng = np.random.default_rng(0)
+    n = 20_000
+    y = rng.random(n) < 0.02
+    p = np.clip(np.where(y, rng.beta(2, 5, n), rng.beta(1, 30, n)), 0, 1)
+    hist = M.score_histograms(p, y)
+    assert hist.shape == (2, M.PR_LEVELS) and hist.sum() == n and hist[1].sum() == y.sum()
+    q = M.quantise_scores(p)
+    assert M.average_precision_from_histograms(hist) == pytest.approx(
+        average_precision_score(y, q), abs=1e-12)
+    # 4096 levels of sqrt(p) lose almost nothing against the float scores
+    assert M.average_precision_from_histograms(hist) == pytest.approx(
+        average_precision_score(y, p), abs=2e-3)
+    # histograms of parts add up to the histogram of the whole
+    parts = M.score_histograms(p[:7000], y[:7000]) + M.score_histograms(p[7000:], y[7000:])
+    np.testing.assert_array_equal(parts, hist)
+
+
+def test_histogram_average_precision_edge_cases():
+    assert math.isnan(M.average_precision_from_histograms(
+        M.score_histograms(np.array([0.1, 0.9]), np.array([False, False]))))
+    perfect = M.score_histograms(np.array([0.0, 0.01, 0.9, 1.0]),
+                                 np.array([False, False, True, True]))
+    assert M.average_precision_from_histograms(perfect) == 1.0
+    tied = M.score_histograms(np.zeros(10), np.arange(10) < 3)   # every pixel one threshold
+    assert M.average_precision_from_histograms(tied) == pytest.approx(0.3)
+    q = M.quantise_scores(np.array([-0.5, 0.0, 1e-9, 0.25, 1.0, 2.0]), levels=8)
+    assert q.tolist() == [0, 0, 0, 4, 7, 7]
+    with pytest.raises(ValueError, match="labels"):
+        M.score_histograms(np.zeros(3), np.zeros(4, bool))
+
+
+def test_scores_from_counts_matches_segmentation_scores_and_area_ratio():
+    p, t = _empty_truth_case()
+    counts = M.overlap_counts(p, t)
+    got, per_image = M.scores_from_counts(*counts)
+    want = M.segmentation_scores(p.astype(int), t.astype(int), groups=[1])
+    assert got["dice_pooled"] == want["MA_dice_pooled"]
+    assert got["dice_per_image"] == want["MA_dice_per_image"]
+    assert got["n_images"] == want["MA_n_images"] == 1
+    assert got["area_ratio"] == pytest.approx(3 / 4)          # 3 predicted / 4 true pixels
+    np.testing.assert_array_equal(per_image, M.dice_per_image(p, t))
+    none, _ = M.scores_from_counts([0], [5], [0])
+    assert math.isnan(none["area_ratio"]) and math.isnan(none["dice_per_image"])
+
+
+# --- AUC intervals: DeLong per grade, stratified bootstrap for the mean over grades ----------------
+
+def test_delong_matches_a_hand_computed_case():
+    # positives 0.9, 0.8, 0.4; negatives 0.7, 0.3, 0.2, 0.1: AUC 11/12; per-positive shares of
+    # negatives below (1, 1, 3/4), per-negative shares of positives above (2/3, 1, 1, 1):
+    # var = var(1, 1, .75)/3 + var(2/3, 1, 1, 1)/4 = 0.0208333/3 + 0.0277778/4 = 0.0138889
+    positive = np.array([1, 1, 1, 0, 0, 0, 0], bool)
+    scores = np.array([0.9, 0.8, 0.4, 0.7, 0.3, 0.2, 0.1])
+    aucs, cov = M.delong_covariance(positive, scores)
+    assert aucs[0] == pytest.approx(11 / 12) and cov[0, 0] == pytest.approx(0.0138889, rel=1e-5)
+    y = np.where(positive, 1, 0)
+    prob = np.stack([1 - scores, scores], axis=1)
+    est = M.auc_delong(y, prob, grade=1)
+    half = 1.959964 * math.sqrt(0.0138889)
+    assert est.low == pytest.approx(11 / 12 - half, rel=1e-4) and est.high == 1.0   # clipped
+    assert (est.n_positive, est.n_negative, est.n_runs, est.method) == (3, 4, 1, "DeLong")
+
+
+def test_delong_auc_equals_sklearn_with_ties_and_agrees_with_the_bootstrap():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 5, 300)
+    prob = np.round(rng.random((300, 5)) + 0.4 * np.eye(5)[y], 1)        # many ties
+    for g in range(5):
+        est = M.auc_delong(y, prob, g)
+        assert est.auc == pytest.approx(roc_auc_score(y == g, prob[:, g]))
+        boot = M.auc_ci(y, prob, g, n_resamples=1000)
+        assert abs((est.high - est.low) / (boot.high - boot.low) - 1) < 0.25
+
+
+def test_delong_mean_over_runs():
+    y, prob = _grading_toy(n=120)
+    one = M.auc_delong(y, prob, 2)
+    same = M.auc_delong(y, [prob, prob, prob], 2)          # identical runs: the same interval
+    assert (same.auc, same.low, same.high, same.n_runs) == pytest.approx((one.auc, one.low, one.high, 3))
+    rng = np.random.default_rng(0)
+    other = np.clip(prob + rng.normal(0, 0.3, prob.shape), 0, None)
+    mean = M.auc_delong(y, [prob, other], 2)
+    assert mean.auc == pytest.approx((M.roc_auc_grade(y, prob, 2) + M.roc_auc_grade(y, other, 2)) / 2)
+
+
+def test_delong_says_why_there_is_no_interval():
+    y = np.array([0, 0, 0, 1, 1, 2])
+    prob = np.eye(5)[y] * 0.5 + 0.1
+    one_positive = M.auc_delong(y, prob, 2)
+    assert one_positive.auc == 1.0 and math.isnan(one_positive.low)
+    assert "1 positive" in one_positive.reason and "at least 2" in one_positive.reason
+    absent = M.auc_delong(y, prob, 4)
+    assert math.isnan(absent.auc) and absent.reason == "no positive image" and absent.n_positive == 0
+    with pytest.raises(ValueError, match="runs differ"):
+        M.auc_delong(y, [prob, prob[:, :4]], 1)
+
+
+def test_stratified_indexes_keep_every_class_count():
+    y = np.array([0] * 50 + [1] * 3 + [4] * 7)
+    idx = M.stratified_indexes(y, 200, seed=0)
+    assert idx.shape == (200, 60)
+    assert (y[idx] == y[idx[0]]).all()                     # column j: the same class everywhere
+    assert sorted(y[idx[0]].tolist()) == sorted(y.tolist())
+
+
+def test_mean_auc_interval():
+    y, prob = _grading_toy(n=150)
+    est = M.mean_auc_interval(y, prob, n_resamples=500)
+    assert est.auc == pytest.approx(M.mean_roc_auc(y, prob))
+    assert est.low < est.auc < est.high and est.grade is None and est.method == "stratified bootstrap"
+    # a grade with 2 positives keeps them in every resample: still an interval
+    y2 = y.copy()
+    y2[y2 == 4] = 3
+    y2[:2] = 4
+    rare = M.mean_auc_interval(y2, prob, n_resamples=300)
+    assert np.isfinite([rare.low, rare.high]).all() and rare.n_positive == 2
+    runs = M.mean_auc_interval(y, [prob, prob], n_resamples=500)
+    assert (runs.low, runs.high) == pytest.approx((est.low, est.high))
+    every = M.auc_intervals(y, prob, n_resamples=200)
+    assert [e.grade for e in every] == [0, 1, 2, 3, 4, None]

@@ -10,6 +10,8 @@ path (``jit_compile=False``; on a CPU-only TensorFlow ``"auto"`` resolves to Fal
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import keras
@@ -17,7 +19,7 @@ import numpy as np
 import pytest
 
 from mtunet.errors import UserError
-from mtunet.models import (MODELS, InputScaling, build_grader, build_model, build_mtunet,
+from mtunet.models import (MODELS, label, InputScaling, build_grader, build_model, build_mtunet,
                            build_resnext101_imagenet_classifier, build_variant_b, layers, weights)
 from mtunet.models.encoders import ENCODERS
 from mtunet.models.mtunet import VGG16_DECODER
@@ -218,14 +220,26 @@ def test_resnext101_parameter_count():
 
 
 def test_registry_specs():
-    expected = {"mtunet": "MTUNet", "unet": "UNet", "linknet": "LinkNet", "fpn": "Feature Pyramid",
+    expected = {"mtunet": "MTUnet", "unet": "UNet", "linknet": "LinkNet", "fpn": "Feature Pyramid",
                 "deeplabv3": "DeepLabv3", "nasnet_large": "NASNet", "densenet201": "DenseNet-201",
                 "resnext101": "ResNeXt-101", "inception_resnet_v2": "InceptionResNetV2",
                 "variant_a": "Variant A", "variant_b": "Variant B"}
-    for name, paper in expected.items():
-        assert MODELS[name].paper_name == paper
+    for name, text in expected.items():
+        assert label(name) == text
+    assert label("mtunet", "table1") == "Variant C" and label("mtunet", "fig6") == "VGG16"
+    assert label("mtunet_resnet50", "fig6") == "ResNet50"
+    assert MODELS["nasnet_mobile"].paper_model == "nasnet_large"
+    assert MODELS["unet"].paper_model == "unet"
+    assert len({spec.label for spec in MODELS.values()}) == len(MODELS)  # labels are unique
     assert MODELS["mtunet"].tasks == ("seg", "grade")
     assert MODELS["unet"].tasks == ("seg",) and MODELS["resnext101"].tasks == ("grade",)
+
+
+def test_registry_imports_no_backend():
+    code = ("import sys; from mtunet.models.registry import MODELS, label; "
+            "from mtunet import paper; paper.table3_frame(); "
+            "sys.exit(int('keras' in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 # ----------------------------------------------------------------------------------------------

@@ -5,18 +5,18 @@ import re
 
 import pytest
 
-from mtunet import readme
-from mtunet.config import REPO_ROOT
+from mtunet.config import project_root
+from mtunet.report import readme
 from mtunet.errors import UserError
 
-PROFILES_IN_README = re.findall(r"<!-- results:([a-z0-9_-]+) -->", (REPO_ROOT / "README.md").read_text())
+PROFILES_IN_README = re.findall(r"<!-- results:([a-z0-9_-]+) -->", (project_root() / "README.md").read_text())
 
 
 @pytest.mark.parametrize("profile", PROFILES_IN_README)
 def test_readme_block_matches_the_committed_results(profile):
-    text = (REPO_ROOT / "README.md").read_text()
+    text = (project_root() / "README.md").read_text()
     assert readme.current_block(text, profile) == readme.results_block(profile), \
-        f"run python -m mtunet.readme --profile {profile}"
+        f"run python -m mtunet.report.readme --profile {profile}"
 
 
 def test_block_holds_tables_claims_and_figures():

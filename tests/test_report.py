@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 
 from mtunet import paper
-from mtunet.claims import INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, claims_table
-from mtunet.report import compare_with_paper, write_table
+from mtunet.report.claims import INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, claims_table
+from mtunet.report.tables import compare_with_paper, write_table
 
 
 def _runs(values):
@@ -14,10 +14,10 @@ def _runs(values):
 
 
 def test_compare_keeps_every_paper_row_and_computes_differences():
-    ours = _runs({("MTUNet", "red"): [70.0, 72.0, 74.0], ("UNet", "red"): [50.0, 52.0]})
+    ours = _runs({("MTUnet", "red"): [70.0, 72.0, 74.0], ("UNet", "red"): [50.0, 52.0]})
     table = compare_with_paper(ours, paper.table2_frame())
     assert len(table) == len(paper.table2_frame())
-    row = table[(table.network == "MTUNet") & (table.metric == "red")].iloc[0]
+    row = table[(table.network == "MTUnet") & (table.metric == "red")].iloc[0]
     assert row.ours_mean == 72.0 and row.ours_std == 2.0 and row.n_runs == 3
     assert row.difference == 72.0 - 75.15 and row.paper == "75.15 ± 0.78"
     missing = table[(table.network == "LinkNet") & (table.metric == "yellow")].iloc[0]
@@ -34,7 +34,7 @@ def test_write_table_writes_csv_and_markdown(tmp_path):
 
 
 def test_claims_follow_the_numbers(tmp_path):
-    seg = _runs({("MTUNet", "red"): [80, 82], ("MTUNet", "yellow"): [60, 62],
+    seg = _runs({("MTUnet", "red"): [80, 82], ("MTUnet", "yellow"): [60, 62],
                  ("UNet", "red"): [70, 71], ("UNet", "yellow"): [65, 66]})
     write_table(compare_with_paper(seg, paper.table2_frame()), tmp_path, "table2_segmentation")
     pd.DataFrame({"alpha": [0.1, 1.0, 5.0], "dice": [1, 3, 2], "roc": [50, 60, 55]}).to_csv(
@@ -52,11 +52,126 @@ def test_a_lead_within_the_run_to_run_spread_is_inconclusive(tmp_path):
         frame = claims_table(tmp_path).set_index(pd.Index([c["id"] for c in paper.CLAIMS]))
         return frame.loc["mtunet_best_segmentation", "verdict"], frame.loc["mtunet_best_segmentation", "evidence"]
 
-    clear = {("MTUNet", "red"): [80, 82], ("MTUNet", "yellow"): [70, 71],
+    clear = {("MTUnet", "red"): [80, 82], ("MTUnet", "yellow"): [70, 71],
              ("UNet", "red"): [70, 71], ("UNet", "yellow"): [60, 61]}
     assert verdict(clear)[0] == REPRODUCED
-    noisy = {**clear, ("MTUNet", "yellow"): [50, 80]}          # mean 65 > 60.5, std 21
+    noisy = {**clear, ("MTUnet", "yellow"): [50, 80]}          # mean 65 > 60.5, std 21
     got, evidence = verdict(noisy)
-    assert got == INCONCLUSIVE and "MTUNet 65.00 ± 21.21" in evidence
+    assert got == INCONCLUSIVE and "MTUnet 65.00 ± 21.21" in evidence
     behind = {**clear, ("UNet", "red"): [90, 91]}
     assert verdict(behind)[0] == NOT_REPRODUCED
+
+
+# --- Tables 3 and 4: intervals, kappa, one-class graders; the grading claims ----------------------
+
+def _evaluations(strengths, n=200, seeds=(0,), test="table3_test", seed=0):
+    """{(model, seed, test): GradingEval} with predictions of the given strength per model
+    (None: a grader that predicts grade 0 for every image)."""
+    import numpy as np
+
+    from mtunet.evaluate import GradingEval
+    from mtunet.metrics import roc_auc_per_grade
+
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 5
+    out = {}
+    for model, strength in strengths.items():
+        for s in seeds:
+            if strength is None:
+                logits = rng.normal(0, 0.1, (n, 5)) + 5.0 * np.eye(5)[np.zeros(n, int)]
+                logits[:, 1:] += 0.3 * np.eye(5)[y][:, 1:]
+            else:
+                logits = rng.normal(0, 1, (n, 5)) + strength * np.eye(5)[y]
+            prob = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+            out[(model, s, test)] = GradingEval([f"i{i}" for i in range(n)], y, prob, roc_auc_per_grade(y, prob))
+    return out
+
+
+def _grading_table(evaluations, test="table3_test"):
+    from mtunet.study.tables3_4_grading import grading_rows, grading_table, runs_of
+    from mtunet.models.registry import label
+
+    scores = pd.DataFrame([row for (model, seed, name), ev in evaluations.items() if name == test
+                           for row in grading_rows(label(model), seed, ev)])
+    models = sorted({m for m, _, _ in evaluations})
+    return grading_table(scores, evaluations, test, paper.table3_frame(), models)
+
+
+def test_grading_table_carries_intervals_positives_kappa_and_flags():
+    evaluations = _evaluations({"mtunet": 2.0, "densenet201": 1.0, "resnext101": None}, seeds=(0, 1))
+    table = _grading_table(evaluations).set_index(["network", "grade"])
+    row = table.loc[("MTUnet", "Mild")]
+    assert row.ci_low < row.ours_mean < row.ci_high and row.n_positive == 40 and row.n_test == 200
+    assert row.ours.startswith(f"{row.ours_mean:.2f} ± ") and row.ours.endswith(f"[{row.ci_low:.2f}, {row.ci_high:.2f}]")
+    assert row.n_runs == 2 and 0 < row.kappa <= 1 and not row.one_class
+    assert table.loc[("ResNeXt-101", "Mild"), "one_class"]
+    assert table.loc[("MTUnet", "Mild"), "accuracy"] > table.loc[("DenseNet-201", "Mild"), "accuracy"]
+    unrun = table.loc[("InceptionResNetV2", "Mild")]
+    assert unrun.status == "not run" and unrun.ours == ""
+
+
+def test_grading_summary_and_table1_intervals():
+    from mtunet.study.tables3_4_grading import grading_summary, mean_auc_intervals, runs_of
+
+    evaluations = _evaluations({"mtunet": 2.0, "resnext101": None})
+    summary = grading_summary(evaluations, "table3_test").set_index("network")
+    assert summary.loc["ResNeXt-101", "one_class"] and summary.loc["ResNeXt-101", "predicted_grades"] == 1
+    m = summary.loc["MTUnet"]
+    assert m.mean_auc_low < m.mean_auc < m.mean_auc_high and m.kappa_low < m.kappa < m.kappa_high
+    assert m.accuracy_low < m.accuracy < m.accuracy_high and not m.one_class
+    runs = {"Variant C": runs_of(_evaluations({"mtunet": 2.0}, seeds=(0, 1)), "table3_test")["mtunet"]}
+    frame = mean_auc_intervals(runs)
+    assert list(frame.columns) == ["network", "metric", "ci_low", "ci_high", "n_test"]
+    assert frame.iloc[0].metric == "roc" and frame.iloc[0].ci_low < frame.iloc[0].ci_high
+
+
+def _claim(tmp_path, claim_id):
+    frame = claims_table(tmp_path).set_index(pd.Index([c["id"] for c in paper.CLAIMS]))
+    return frame.loc[claim_id, "verdict"], frame.loc[claim_id, "evidence"]
+
+
+def _write_grading(tmp_path, strengths, name="table3_grading_internal", stand_in=True, **kwargs):
+    table = _grading_table(_evaluations(strengths, **kwargs))
+    table["test_set"] = "table3_test (stand-in for IDRiD-D): Messidor-2 (France)"
+    table["stand_in"] = stand_in
+    write_table(table, tmp_path, name)
+
+
+def test_grading_claims_use_the_intervals(tmp_path):
+    _write_grading(tmp_path, {"mtunet": 4.0, "densenet201": 0.5, "nasnet_mobile": 0.3}, n=400)
+    verdict, evidence = _claim(tmp_path, "mtunet_best_grading_idrid")
+    assert verdict == REPRODUCED
+    assert evidence.startswith("tested on a stand-in for IDRiD-D, not on IDRiD-D itself")
+    assert "Messidor-2" in evidence and "80 positives" in evidence
+    _write_grading(tmp_path, {"mtunet": 1.0, "densenet201": 1.05}, n=100)    # close: overlap
+    verdict, evidence = _claim(tmp_path, "mtunet_best_grading_idrid")
+    assert verdict == INCONCLUSIVE and "overlaps" in evidence
+    _write_grading(tmp_path, {"mtunet": 0.3, "densenet201": 4.0}, n=400)     # clearly behind
+    assert _claim(tmp_path, "mtunet_best_grading_idrid")[0] == NOT_REPRODUCED
+    _write_grading(tmp_path, {"mtunet": 4.0, "densenet201": 0.3}, n=400, stand_in=False)
+    assert _claim(tmp_path, "mtunet_best_grading_idrid")[1].startswith("tested on IDRiD-D")
+
+
+def test_one_class_graders_are_not_ranked(tmp_path):
+    _write_grading(tmp_path, {"mtunet": 4.0, "densenet201": 0.5, "resnext101": None}, n=400)
+    verdict, evidence = _claim(tmp_path, "mtunet_best_grading_idrid")
+    assert verdict == REPRODUCED and "not ranked (predict one grade for every image): ResNeXt-101" in evidence
+    _write_grading(tmp_path, {"mtunet": None, "densenet201": 0.5}, n=400)
+    verdict, evidence = _claim(tmp_path, "mtunet_best_grading_idrid")
+    assert verdict == INCONCLUSIVE and "MTUnet predicts one grade for every image" in evidence
+
+
+def test_table4_claim(tmp_path):
+    assert _claim(tmp_path, "mtunet_best_grading_sidrp")[0] == NOT_TESTABLE
+    _write_grading(tmp_path, {"mtunet": 4.0, "densenet201": 0.3}, name="table4_grading_external", n=400)
+    verdict, evidence = _claim(tmp_path, "mtunet_best_grading_sidrp")
+    assert verdict == REPRODUCED and evidence.startswith("tested on a stand-in for SiDRP14-15")
+
+
+def test_interval_cell():
+    from mtunet.report.tables import interval_cell
+
+    assert interval_cell(72.1, 3.0, 65.04, 79.2) == "72.10 ± 3.00 [65.04, 79.20]"
+    assert interval_cell(72.1, float("nan"), 65.0, 79.2) == "72.10 [65.00, 79.20]"
+    assert interval_cell(72.1, 3.0, float("nan"), float("nan")) == "72.10 ± 3.00"
+    assert interval_cell(float("nan"), float("nan"), 1.0, 2.0) == ""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mtunet import runner
+from mtunet.commands import run_notebooks as runner
 from mtunet.errors import UserError
 
 
@@ -56,3 +56,196 @@ def test_each_notebook_gets_only_what_it_declares():
 def test_select_rejects_unknown_numbers():
     with pytest.raises(UserError, match="--only 42"):
         runner._select(runner.list_notebooks(), None, "42")
+
+
+# -- progress and kernel noise (no kernel started here: tests/test_report_html.py runs one) ------
+
+class _Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def _key(source: str) -> str:
+    return runner.cell_key({"source": source, "metadata": {}})
+
+
+def _cells():
+    import nbformat
+
+    v4 = nbformat.v4
+    return [v4.new_markdown_cell("# 04 · Variants\n\nIntro."),
+            v4.new_code_cell("import x"),
+            v4.new_markdown_cell("## Table 1 — **variants** A, B and C"),
+            v4.new_code_cell("train()"),
+            v4.new_code_cell("show()")]
+
+
+def test_progress_weights_cells_by_their_last_durations():
+    import io
+
+    clock, out = _Clock(), io.StringIO()
+    history = {_key("import x"): 2.0, _key("train()"): 96.0, _key("show()"): 2.0}
+    progress = runner.CellProgress("[4/7] 04", history, bar=False, out=out, clock=clock)
+    progress.start(_cells())
+    progress.cell_started(1)
+    clock.now += 4.0                      # twice as slow as last time
+    progress.cell_finished(1)
+    progress.cell_started(3)
+    clock.now += 48.0
+    progress.stream("Epoch 1/4\n")
+    progress.stream(["Epoch 2/4\n"])
+    fraction, left, elapsed, over = progress.estimate()
+    assert fraction == pytest.approx((2 + 24) / 100)    # the running cell: 48 s of 192 s expected
+    assert left == pytest.approx(192 - 48 + 2 * 2) and not over
+    text = progress.describe()
+    assert "cell 2/3" in text and "Table 1 — variants A, B and C" in text and "epoch 2/4" in text
+    assert "0:52 elapsed, ~2:28 left" in text
+    clock.now += 300.0                    # far beyond what it took last time
+    fraction, left, elapsed, over = progress.estimate()
+    assert over and left == pytest.approx(2 * 2) and fraction == pytest.approx(98 / 100)
+    assert "≥0:04 left" in progress.describe()
+    progress.close()
+
+
+def test_progress_without_history_and_plain_lines(monkeypatch):
+    import io
+
+    monkeypatch.setattr(runner, "PLAIN_STEP_MIN_S", 0.0)
+    clock, out = _Clock(), io.StringIO()
+    progress = runner.CellProgress("[1/1] 01", bar=False, out=out, clock=clock)
+    progress.start(_cells())
+    assert progress.estimate()[1] is None                # no cell done, no history: unknown
+    progress.cell_started(1)
+    clock.now += 10.0
+    progress.cell_finished(1)
+    progress.cell_started(3)
+    progress.stream("\rscoring at full size:  50%|█████     | 2/4 [00:01<00:01]")
+    assert progress.estimate()[1] == pytest.approx(20.0)  # 10 s per cell, two cells left
+    assert "scoring at full size 50%" in progress.describe()
+    progress.close()
+    lines = out.getvalue().splitlines()
+    assert lines and all(line.startswith("  [1/1] 01 ") for line in lines)
+    assert "Variants" in lines[0] and "Table 1" in lines[-1]
+
+
+def test_progress_bar_redraws_one_line():
+    import io
+
+    err = io.StringIO()
+    progress = runner.CellProgress("[2/7] 02", {_key("import x"): 1.0}, bar=True, err=err,
+                                   clock=_Clock())
+    progress.start(_cells())
+    progress.cell_started(1)
+    progress.close()
+    drawn = err.getvalue()
+    assert drawn.startswith("\r[2/7] 02 |") and "\n" not in drawn and drawn.endswith("\r\x1b[K")
+
+
+def test_kernel_noise_is_only_the_known_lines():
+    noise = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+             "I0000 00:00:1795699813.915292    1023 port.cc:153] oneDNN custom operations are on. "
+             "You may see slightly different numerical results due to floating-point round-off "
+             "errors from different computation orders. To turn them off, set the environment "
+             "variable `TF_ENABLE_ONEDNN_OPTS=0`.\n"
+             "E0000 00:00:1795699829.906047    1054 util.cc:131] oneDNN supports DT_INT32 only on "
+             "platforms with AVX-512. Falling back to the default Eigen-based implementation if "
+             "present.\n")
+    kept = ("E0000 00:00:1795699829.906047    1054 util.cc:99] something else failed\n"
+            "WARNING:tensorflow:5 out of the last 10 calls triggered tf.function retracing.\n"
+            "a line that mentions oneDNN custom operations are on. in passing\n")
+    assert runner.drop_kernel_noise(noise) == ""
+    assert runner.drop_kernel_noise(noise + kept + noise) == kept
+    assert runner.drop_kernel_noise("partial line without a break") == "partial line without a break"
+
+
+def test_cell_durations_of_an_executed_notebook(tmp_path):
+    import json
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=_cells())
+    nb.cells[1].metadata["papermill"] = {"duration": 1.5}
+    nb.cells[3].metadata["papermill"] = {"duration": None}
+    injected = nbformat.v4.new_code_cell("a = 1", metadata={"tags": ["injected-parameters"],
+                                                            "papermill": {"duration": 0.1}})
+    nb.cells.append(injected)
+    path = tmp_path / "04_nb.ipynb"
+    nbformat.write(nb, path)
+    assert runner.cell_durations(path) == {_key("import x"): 1.5, runner.INJECTED: 0.1}
+    assert runner.cell_durations(tmp_path / "missing.ipynb") == {}
+    # remembered: a later run from cached training runs does not make the cell look cheap
+    memory = tmp_path / "runs" / "cell_seconds.json"
+    nb.cells[1].metadata["papermill"] = {"duration": 600.0}
+    nbformat.write(nb, path)
+    runner.remember_durations(memory, path)
+    nb.cells[1].metadata["papermill"] = {"duration": 3.0}
+    nbformat.write(nb, path)
+    assert runner.expected_durations(path, memory)[_key("import x")] == 600.0
+    runner.remember_durations(memory, path)
+    assert json.loads(memory.read_text())["04_nb"][_key("import x")] == 300.0  # halves per run
+    assert runner.expected_durations(path, tmp_path / "none.json")[_key("import x")] == 3.0
+
+
+def test_a_batch_ends_with_a_summary_and_a_report(tmp_path, monkeypatch, capsys):
+    """Notebooks 'executed' by copying them: the summary line counts what ran and what was up to
+    date, and report.html is written after a batch that ran a notebook."""
+    import shutil
+    from pathlib import Path
+
+    ran = []
+
+    def fake_execute(source, target, parameters, **kwargs):
+        ran.append(Path(source).stem)
+        shutil.copy(runner.project_root() / source, Path(target))
+
+    monkeypatch.setattr(runner, "execute_notebook", fake_execute)
+    monkeypatch.setattr(runner, "_update_manifest", lambda *a, **k: None)
+    monkeypatch.setenv("MTUNET_RUNS_DIR", str(tmp_path / "runs"))
+    root = runner.project_root()
+    profile = runner.load_profile("smoke")
+    per_notebook = runner.parameters_per_notebook(profile, runner.list_notebooks(), {})
+    notebooks = runner.list_notebooks()[-2:]
+    results = tmp_path / "results"
+    (results / "executed").mkdir(parents=True)
+    args = runner.build_parser().parse_args([])
+    chosen = {nb.stem for nb in notebooks}
+    assert runner._run_notebooks(args, profile, notebooks, chosen, per_notebook, results, root) == 0
+    out = capsys.readouterr().out
+    assert "2 notebook(s) run in" in out and "0 up to date" in out
+    assert (results / "report.html").stat().st_size > 0 and "report: " in out
+    assert runner._run_notebooks(args, profile, notebooks, chosen, per_notebook, results, root) == 0
+    out = capsys.readouterr().out
+    assert "0 notebook(s) run in" in out and "2 up to date" in out and "report: " not in out
+
+
+def test_progress_reads_training_and_scoring_from_the_stream():
+    import io
+
+    progress = runner.CellProgress("[4/7] 04", bar=False, out=io.StringIO(), clock=_Clock())
+    progress.start(_cells())
+    progress.cell_started(3)
+    assert progress.activity == "" and "Table 1 — variants A, B and C" in progress.describe()
+    keras = "18/18 - 22s - 1s/step - grade_acc: 0.1143 - loss: 2.8370 - epoch_seconds: 22.1\n"
+    progress.stream(keras)                                      # one-epoch runs: counted
+    assert progress.activity == "1 epoch(s) trained"
+    progress.stream("\rscoring at full size:  50%|█████     | 2/4 [00:00<00:00,  2.59img/s]")
+    assert progress.activity == "scoring at full size 50%"
+    progress.stream("\rscoring at full size: 100%|██████████| 4/4 [00:01<00:00,  3.05img/s]")
+    assert progress.activity == "1 epoch(s) trained"             # scoring done: back to training
+    progress.stream("Epoch 1/4\n")
+    progress.stream(keras + "Epoch 2/4\n")
+    progress.stream("Epoch 1/4\n")                              # a second run starts
+    assert progress.activity == "run 2, epoch 1/4"
+    progress.cell_finished(3)
+    progress.cell_started(4)
+    assert progress.activity == "" and progress.runs_started == 0
+    progress.close()
+
+
+def test_headings_as_plain_text():
+    assert runner._plain_heading("Ablation — α in L = L_B + α·L_C (Eq. 3)") == \
+        "Ablation — α in L = L_B + α·L_C (Eq. 3)"
+    assert runner._plain_heading("**Table 1** — _variants_ `A`, [B](#b)") == "Table 1 — variants A, B"

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtunet import selection
+from mtunet.cli import main
+from mtunet.study import loss_selection as selection
 from mtunet.data.records import Record
 from mtunet.errors import UserError
 
@@ -30,34 +31,42 @@ def test_validation_split_is_seeded_disjoint_and_order_free():
         selection.validation_split(records, 12)
 
 
-def test_area_ratio_tells_a_flood_from_a_collapse():
-    truth = np.zeros((1, 8, 8), np.uint8)
-    truth[0, :2, :2] = 2                                 # 4 HE pixels
-    flood = np.full_like(truth, 1)                        # 64 MA pixels
-    assert selection.area_ratio(flood, truth, "red") == 16.0
-    assert selection.area_ratio(np.zeros_like(truth), truth, "red") == 0.0
-    assert np.isnan(selection.area_ratio(flood, truth, "yellow"))
+def test_the_rule_never_picks_a_flood_or_a_collapse():
+    table = pd.DataFrame({"mean_dice": [40.0, 30.0, 20.0, 10.0],
+                          "red_area_ratio": [28.0, 1.2, 0.9, 0.05],      # flood, ok, ok, collapse
+                          "yellow_area_ratio": [1.0, 2.5, 1.0, 1.0]})
+    assert selection.choose(table) == [False, True, False, False]
+    table["red_area_ratio"] = [28.0, 3.5, 0.2, 0.05]
+    assert selection.choose(table) == [False] * 4                       # nothing eligible
 
 
 def test_parse_candidates():
     assert selection.parse_candidates("bce:8, dice:16:1e-3") == [("bce", 8), ("dice", 16, 1e-3)]
-    for bad in ("focal:8", "bce", "bce:0", "", "dice:8:x", "dice:8:0", "dice:8:1e-3:2"):
+    for bad in ("nosuch:8", "bce", "bce:0", "", "dice:8:x", "dice:8:0", "dice:8:1e-3:2"):
         with pytest.raises(argparse.ArgumentTypeError):
             selection.parse_candidates(bad)
 
 
 def test_selection_on_synthetic_data_writes_the_table(synthetic_root, tmp_path):
-    code = selection.main(["--data-dir", str(synthetic_root), "--out", str(tmp_path / "res"),
-                           "--runs-dir", str(tmp_path / "runs"), "--candidates", "bce:1,dice:1:1e-3",
-                           "--image-size", "32", "--val-images", "2", "--encoder-weights", "random"])
+    code = main(["select-loss", "--profile", "smoke", "--data-dir", str(synthetic_root),
+                 "--out", str(tmp_path / "res"), "--runs-dir", str(tmp_path / "runs"),
+                 "--candidates", "bce:1,dice:1:1e-3", "--set", "image_size=32", "--set", "patch_size=32",
+                 "--set", "encoder_weights=random", "--val-images", "2"])
     assert code == 0
     table = pd.read_csv(tmp_path / "res" / "loss_selection.csv")
-    assert list(table["seg_loss"]) == ["bce", "dice"] and table["chosen"].sum() == 1
+    assert list(table["seg_loss"]) == ["bce", "dice"] and table["chosen"].sum() <= 1
     assert list(table["optimiser"]) == ["Adam 0.0001", "Adam 0.001"]
-    assert table.loc[table["chosen"], "mean_dice"].item() == table["mean_dice"].max()
-    assert "scored on the other 2" in (tmp_path / "res" / "loss_selection.md").read_text()
+    assert table["chosen"].tolist() == selection.choose(table)
+    note = (tmp_path / "res" / "loss_selection.md").read_text()
+    assert "scored at the masks' own size on the other 2" in note and "[0.33, 3]" in note
 
 
 def test_selection_refuses_a_missing_data_folder(tmp_path, capsys):
-    assert selection.main(["--data-dir", str(tmp_path / "nowhere")]) == 2
-    assert "nowhere: no such data folder" in capsys.readouterr().err
+    assert main(["select-loss", "--data-dir", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere: data folder not found" in capsys.readouterr().err
+
+
+def test_selection_refuses_an_unknown_parameter(capsys):
+    with pytest.raises(SystemExit):
+        main(["select-loss", "--set", "image_sise=32"])
+    assert "image_sise=32" in capsys.readouterr().err

@@ -30,7 +30,7 @@ def test_paired_ttest_n2_works_and_significance():
 
 def test_paired_ttest_degenerate_inputs_give_nan_with_reason():
     one = paired_ttest([1.0], [0.5])
-    assert math.isnan(one.pvalue) and "at least 2" in one.reason and not one.significant_at()
+    assert math.isnan(one.pvalue) and "at least 2" in one.reason and not one.significant_at(0.10)
     flat = paired_ttest([3.0, 4.0, 5.0], [2.0, 3.0, 4.0])  # all differences equal 1
     assert math.isnan(flat.pvalue) and "zero variance" in flat.reason
     assert flat.mean_diff == 1.0 and flat.n == 3

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mtunet import study
+from mtunet.study import datasets
 from mtunet.data.records import Record
 
 
@@ -22,7 +22,7 @@ def _record(tmp_path, squares: list[tuple[int, int, int]], size: int = 200) -> R
 
 def test_lesion_sizes_measures_each_component(tmp_path):
     record = _record(tmp_path, [(8, 8, 4), (100, 100, 20)])
-    table = study.lesion_sizes([record], sizes=(50, 200))
+    table = datasets.lesion_sizes([record], sizes=(50, 200))
     assert list(table["lesion"]) == ["MA", "MA", "MA"]          # native, 50, 200
     at50 = table[table["image_size"] == 50].iloc[0]
     assert at50["components"] == 2
@@ -38,7 +38,7 @@ def test_lesion_sizes_measures_each_component(tmp_path):
 
 def test_lesion_sizes_inflation_when_lesions_straddle_pixels(tmp_path):
     record = _record(tmp_path, [(2, 2, 1)])        # one pixel, at 1/4 scale still one output pixel
-    row = study.lesion_sizes([record], sizes=(50,)).iloc[1]
+    row = datasets.lesion_sizes([record], sizes=(50,)).iloc[1]
     assert row["mask_inflation"] == pytest.approx(16.0)
     assert row["share_below_1px"] == 1.0
 
@@ -46,11 +46,34 @@ def test_lesion_sizes_inflation_when_lesions_straddle_pixels(tmp_path):
 def test_lesion_sizes_on_a_study_without_masks_is_empty(tmp_path):
     image = tmp_path / "g.png"
     Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(image)
-    table = study.lesion_sizes([Record("g", image, 2)])
-    assert table.empty and list(table.columns) == study.LESION_SIZE_COLUMNS
+    table = datasets.lesion_sizes([Record("g", image, 2)])
+    assert table.empty and list(table.columns) == datasets.LESION_SIZE_COLUMNS
 
 
 def test_lesion_sizes_misaligned_lesions_get_fatter(tmp_path):
     record = _record(tmp_path, [(10, 10, 4)])    # rows/cols 2.5-3.5 at 1/4 scale: 2x2 pixels
-    row = study.lesion_sizes([record], sizes=(50,)).iloc[1]
+    row = datasets.lesion_sizes([record], sizes=(50,)).iloc[1]
     assert row["mask_inflation"] == pytest.approx(4.0)
+
+
+def test_pooled_dice_over_seeds_from_counts():
+    from mtunet.study.table2_segmentation import pooled_dice_over_seeds
+
+    # two images, two seeds: (intersection, predicted, true) per image
+    counts = np.array([[[5, 10, 10], [0, 0, 10]],
+                       [[5, 10, 10], [10, 10, 10]]], float)       # (N images, S seeds, 3)
+    # seed 0: 2*10/(20+20) = 50 %; seed 1: 2*10/(10+20) = 66.7 %
+    assert pooled_dice_over_seeds(counts) == pytest.approx((50 + 200 / 3) / 2)
+
+
+def test_details_put_area_ratio_and_per_image_dice_beside_each_group():
+    import pandas as pd
+
+    from mtunet.study.table2_segmentation import details
+
+    scores = pd.DataFrame({"network": ["UNet"] * 4, "seed": [0, 1, 0, 1],
+                           "metric": ["red_area_ratio"] * 2 + ["yellow_dice_per_image"] * 2,
+                           "value": [2.0, 4.0, 30.0, 50.0]})
+    table = details(scores).set_index("metric")
+    assert table.loc["red", "area_ratio"] == 3.0 and table.loc["yellow", "dice_per_image"] == 40.0
+    assert np.isnan(table.loc["red", "dice_per_image"])

@@ -44,7 +44,9 @@ def test_killed_run_resumes_from_its_last_epoch(seg_records, tmp_path):
     run = json.loads((tmp_path / "r" / "run.json").read_text())
     assert run["model"] == "unet" and run["config"]["epochs"] == 2
     assert (tmp_path / "r" / "final.npz").exists() and (tmp_path / "r" / "manifest.json").exists()
-    assert not (tmp_path / "r" / "backup").exists()           # resume state dropped once finished
+    assert not (tmp_path / "r" / "checkpoint.npz").exists()   # resume state dropped once finished
+    assert not (tmp_path / "r" / "backup").exists()
+    assert run["resumed"] and run["resume_exact"] is True     # the record says it was resumed
     third = _fit(seg_records, tmp_path, "r", epochs=2)        # finished: loaded, not retrained
     assert third.wall_time_s == 0.0 and third.epochs_done == 2
     for a, b in zip(second.model.get_weights(), third.model.get_weights()):

@@ -14,9 +14,9 @@ from mtunet.errors import UserError
 # subcommand name -> module defining add_parser(subparsers)
 SUBCOMMANDS = {
     "data": "mtunet.data.cli",
-    "train": "mtunet.train_cli",
-    "predict": "mtunet.predict",
-    "bench": "mtunet.bench",
+    "predict": "mtunet.commands.predict",
+    "bench": "mtunet.commands.bench",
+    "select-loss": "mtunet.commands.select_loss",
 }
 
 
@@ -34,17 +34,11 @@ def positive_int(value: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mtunet",
-        description="MTUnet reproduction: data checks, training, prediction and benchmarks.")
+        description="MTUnet reproduction: data checks, loss selection, prediction and benchmarks.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, module_name in SUBCOMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # subcommand not built yet
-        module.add_parser(sub)
+        importlib.import_module(module_name).add_parser(sub)
     return parser
 
 

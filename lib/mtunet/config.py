@@ -46,16 +46,51 @@ def group_classes(group) -> tuple[int, ...]:
 CLASS_COLOURS = {"MA": (255, 40, 40), "HE": (200, 0, 0), "EX": (255, 230, 0),
                  "SE": (255, 170, 0), "OD": (160, 60, 220)}
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_MARKERS = ("profiles", "notebooks")   # folders that make a directory the project root
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The project folder outputs are written under: $MTUNET_PROJECT_DIR, else the nearest folder
+    at or above the working directory that holds profiles/ and notebooks/, else the working
+    directory. Never the package's own location: an installed package must not write into
+    site-packages."""
+    env = os.environ.get("MTUNET_PROJECT_DIR")
+    if env:
+        return Path(env).resolve()
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if all((folder / marker).is_dir() for marker in PROJECT_MARKERS):
+            return folder
+    return here
+
+
+def resolve_path(path: str | Path) -> Path:
+    """Relative paths in parameters and options are relative to the project root."""
+    path = Path(path)
+    return path if path.is_absolute() else project_root() / path
+
+
+def relative_to_project(path: str | Path) -> str:
+    """`path` relative to the project root where it lies inside it (executed notebooks and
+    result files name no machine paths), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(project_root()))
+    except ValueError:
+        return str(path)
+
+
+def n_seg_classes(include_od: bool = False) -> int:
+    """Channels of the segmentation map: background + the four lesions (+ the optic disc)."""
+    return len(CLASS_NAMES_WITH_OD) if include_od else len(CLASS_NAMES)
 
 
 def default_data_dir() -> Path:
-    """Where the real datasets live: $MTUNET_DATA_DIR, else ../shared/data beside the checkout."""
+    """Where the real datasets live: $MTUNET_DATA_DIR, else ../shared/data beside the project."""
     env = os.environ.get("MTUNET_DATA_DIR")
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+    return Path(env) if env else project_root().parent / "shared" / "data"
 
 
 def runs_dir() -> Path:
     """Git-ignored folder for checkpoints, logs and caches ($MTUNET_RUNS_DIR overrides)."""
     env = os.environ.get("MTUNET_RUNS_DIR")
-    return Path(env) if env else REPO_ROOT / "runs"
+    return Path(env) if env else project_root() / "runs"

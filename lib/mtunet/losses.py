@@ -12,11 +12,19 @@ registered as Keras-serializable (package ``"mtunet"``) so saved models reload w
 - :class:`DiceLoss`, :class:`GeneralizedDiceLoss`: the Dice-type losses the paper says did
   worse than BCE ("Loss Functions"), kept to test that remark.
 - :class:`BCEDiceLoss`: Eq. 1 + Dice, the segmentation loss of the `cpu` profile (see there).
+- :class:`FocalLoss`, :class:`WeightedDiceLoss` (Dice over all channels, background down-weighted),
+  :class:`DiceFocalLoss` (the lesion-crop recipe of DESIGN.md) and :class:`CEDiceLoss`: losses for
+  training on lesion-scale crops, where BCE alone collapses and Dice alone floods.
+
+:data:`SEGMENTATION_LOSSES` is the one list of segmentation loss names (name -> class); read it
+rather than repeating the names.
 """
 from __future__ import annotations
 
 import keras
 from keras import ops
+
+from mtunet.config import LESION_GROUPS
 
 EPSILON = 1e-7
 SEG_OUTPUT, GRADE_OUTPUT = "seg", "grade"
@@ -183,12 +191,167 @@ class BCEDiceLoss(keras.losses.Loss):
                 "smooth": self.dice.smooth, "class_indexes": self.dice.class_indexes}
 
 
+def _per_image_mean(per_pixel):
+    """Mean over every axis but the first: one value per image."""
+    return ops.mean(per_pixel, axis=tuple(range(1, len(per_pixel.shape))))
+
+
+@_register
+class FocalLoss(keras.losses.Loss):
+    """Multi-class focal loss (Lin et al. 2017) on the per-pixel softmax S against the one-hot Y.
+
+    FL = -Σ_c α_c Y_c (1 - S_c)^γ log S_c per pixel, averaged over the pixels of each image (one
+    value per image, as :class:`SegmentationBCE`). The factor (1 - S_c)^γ silences the many pixels
+    already classified well (background, mostly), so the rare lesion pixels keep the gradient.
+    ``gamma=0`` with ``alpha=None`` is the categorical cross-entropy.
+
+    alpha:         None (1 for every channel), one number (all channels), or one weight per channel
+                   of ``class_indexes`` (per class of the softmax when that is None).
+    class_indexes: the channels summed; None (default) keeps all, background included — without
+                   it the loss would not charge a lesion predicted on background.
+    Probabilities are clipped to [epsilon, 1 - epsilon].
+    """
+
+    def __init__(self, gamma: float = 2.0, alpha=None, class_indexes=None, epsilon: float = EPSILON,
+                 name: str = "focal_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if float(gamma) < 0:
+            raise ValueError(f"gamma must be >= 0, got {gamma}")
+        self.gamma = float(gamma)
+        if alpha is None or isinstance(alpha, (int, float)):
+            self.alpha = None if alpha is None else float(alpha)
+        else:
+            self.alpha = tuple(float(a) for a in alpha)
+        self.class_indexes = None if class_indexes is None else tuple(int(c) for c in class_indexes)
+        self.epsilon = float(epsilon)
+
+    def call(self, y_true, y_pred):
+        y_pred = _channels(ops.clip(ops.convert_to_tensor(y_pred), self.epsilon, 1.0 - self.epsilon),
+                           self.class_indexes)
+        y_true = ops.cast(_channels(y_true, self.class_indexes), y_pred.dtype)
+        term = -y_true * ops.log(y_pred)
+        if self.gamma:
+            term = term * ops.power(1.0 - y_pred, self.gamma)
+        if isinstance(self.alpha, tuple):
+            if len(self.alpha) != y_pred.shape[-1]:
+                raise ValueError(f"alpha has {len(self.alpha)} weights for {y_pred.shape[-1]} channels")
+            term = term * ops.convert_to_tensor(self.alpha, dtype=y_pred.dtype)
+        elif self.alpha is not None:
+            term = term * self.alpha
+        return _per_image_mean(ops.sum(term, axis=-1))
+
+    def get_config(self):
+        return {**super().get_config(), "gamma": self.gamma, "alpha": self.alpha,
+                "class_indexes": self.class_indexes, "epsilon": self.epsilon}
+
+
+@_register
+class WeightedDiceLoss(DiceLoss):
+    """Soft Dice over all channels with the background channel down-weighted: 1 - Σ_c w_c D_c / Σ_c w_c.
+
+    D_c = (2 Σ Y S + s) / (Σ Y + Σ S + s), pooled over batch and pixels as :class:`DiceLoss`;
+    w = ``background_weight`` for channel 0 (DESIGN.md's recipe: 0.1) and 1 for every other channel
+    in ``class_indexes`` (None: all). A small background term keeps "where there is no lesion" in
+    the loss without letting the huge background class dominate it; ``background_weight=0`` gives
+    :class:`DiceLoss` over the lesion channels. Perfect prediction: 0. Returns one value per batch.
+    """
+
+    def __init__(self, background_weight: float = 0.1, smooth: float = 1.0, class_indexes=None,
+                 name: str = "weighted_dice_loss", **kwargs):
+        super().__init__(smooth=smooth, class_indexes=class_indexes, name=name, **kwargs)
+        if float(background_weight) < 0:
+            raise ValueError(f"background_weight must be >= 0, got {background_weight}")
+        self.background_weight = float(background_weight)
+
+    def _weights(self, n_channels: int) -> list[float]:
+        channels = self.class_indexes if self.class_indexes is not None else range(n_channels)
+        w = [self.background_weight if c == 0 else 1.0 for c in channels]
+        if sum(w) <= 0:
+            raise ValueError("WeightedDiceLoss: every channel weight is 0 (background only, weight 0)")
+        return w
+
+    def call(self, y_true, y_pred):
+        inter, t_sum, p_sum = _soft_overlap(y_true, y_pred, self.class_indexes)
+        dice = (2.0 * inter + self.smooth) / (t_sum + p_sum + self.smooth)
+        w = self._weights(ops.convert_to_tensor(y_pred).shape[-1])
+        return 1.0 - ops.sum(dice * ops.convert_to_tensor(w, dtype=dice.dtype)) / sum(w)
+
+    def get_config(self):
+        return {**super().get_config(), "background_weight": self.background_weight}
+
+
+# segmentation_models' DiceLoss(class_weights) + CategoricalFocalLoss() — the sum DESIGN.md measured
+# on lesion crops — averages its focal term over the 5 channels too and scales it by alpha = 0.25:
+# 0.25 / 5 = 0.05 of our per-pixel FocalLoss. (Its Dice term is 1 - mean_c w_c D_c, i.e. 4.1 / 5 of
+# our WeightedDiceLoss plus a constant; Adam ignores the overall scale, not the ratio.)
+DICE_FOCAL_WEIGHT = 0.05
+
+
+@_register
+class DiceFocalLoss(keras.losses.Loss):
+    """Weighted Dice (background weight 0.1) + ``focal_weight`` x focal loss: the lesion-crop recipe.
+
+    DESIGN.md ("Pretrained encoder weights offline") measured this sum on lesion-biased 128-px crops
+    of 512-px images, where BCE alone settles on "all background" and Dice alone floods. The Dice
+    term keeps the rare classes in view (and its background channel charges floods); the focal
+    term gives every pixel a gradient of its own. The default ``focal_weight`` (0.05,
+    :data:`DICE_FOCAL_WEIGHT`) is the ratio of the measured segmentation_models sum.
+    Returns one value for the batch.
+    """
+
+    def __init__(self, background_weight: float = 0.1, gamma: float = 2.0, alpha=None,
+                 focal_weight: float = DICE_FOCAL_WEIGHT, smooth: float = 1.0,
+                 name: str = "dice_focal_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if float(focal_weight) < 0:
+            raise ValueError(f"focal_weight must be >= 0, got {focal_weight}")
+        self.focal_weight = float(focal_weight)
+        self.dice = WeightedDiceLoss(background_weight=background_weight, smooth=smooth)
+        self.focal = FocalLoss(gamma=gamma, alpha=alpha)
+
+    def call(self, y_true, y_pred):
+        return (self.dice.call(y_true, y_pred)
+                + self.focal_weight * ops.mean(self.focal.call(y_true, y_pred)))
+
+    def get_config(self):
+        return {**super().get_config(), "background_weight": self.dice.background_weight,
+                "gamma": self.focal.gamma, "alpha": self.focal.alpha,
+                "focal_weight": self.focal_weight, "smooth": self.dice.smooth}
+
+
+@_register
+class CEDiceLoss(keras.losses.Loss):
+    """Categorical cross-entropy (per pixel, averaged) + weighted Dice (background weight 0.1).
+
+    The same Dice term as :class:`DiceFocalLoss` with the plain cross-entropy (focal with γ = 0)
+    at weight 1, as :class:`BCEDiceLoss` adds Eq. 1; ``background_weight=0`` makes the Dice term
+    lesion-only like there. Returns one value for the batch.
+    """
+
+    def __init__(self, background_weight: float = 0.1, smooth: float = 1.0,
+                 name: str = "ce_dice_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.dice = WeightedDiceLoss(background_weight=background_weight, smooth=smooth)
+        self.ce = FocalLoss(gamma=0.0)
+
+    def call(self, y_true, y_pred):
+        return ops.mean(self.ce.call(y_true, y_pred)) + self.dice.call(y_true, y_pred)
+
+    def get_config(self):
+        return {**super().get_config(), "background_weight": self.dice.background_weight,
+                "smooth": self.dice.smooth}
+
+
+# The one list of segmentation loss names (name -> class); CLIs and checks read it from here.
 SEGMENTATION_LOSSES = {"bce": SegmentationBCE, "dice": DiceLoss,
-                       "generalized_dice": GeneralizedDiceLoss, "bce_dice": BCEDiceLoss}
+                       "generalized_dice": GeneralizedDiceLoss, "bce_dice": BCEDiceLoss,
+                       "focal": FocalLoss, "weighted_dice": WeightedDiceLoss,
+                       "dice_focal": DiceFocalLoss, "ce_dice": CEDiceLoss}
 
 
 def segmentation_loss(name: str = "bce", **kwargs) -> keras.losses.Loss:
-    """One segmentation loss object by name: "bce" (Eq. 1), "dice" or "generalized_dice"."""
+    """One segmentation loss object by name, a key of :data:`SEGMENTATION_LOSSES` ("bce" is Eq. 1);
+    ``kwargs`` go to its class."""
     try:
         cls = SEGMENTATION_LOSSES[name]
     except KeyError:
@@ -224,11 +387,11 @@ class DiceCoefficient(keras.metrics.Metric):
     integer class map of rank one less is used as is). Pixels whose class is in
     ``class_indexes`` form X (prediction) and Y (truth); the metric accumulates |X ∩ Y|, |X|
     and |Y| and reports 2|X ∩ Y| / (|X| + |Y|), 0 while both are empty. ``sample_weight`` is
-    ignored. Defaults give red-lesion Dice; ``DiceCoefficient((3, 4), name="yellow_dice")``
+    ignored. Defaults give red-lesion Dice; ``DiceCoefficient(LESION_GROUPS["yellow"], name="yellow_dice")``
     the yellow one. Matches :func:`mtunet.metrics.dice_pooled` on the same arrays.
     """
 
-    def __init__(self, class_indexes=(1, 2), name: str = "red_dice", **kwargs):
+    def __init__(self, class_indexes=LESION_GROUPS["red"], name: str = "red_dice", **kwargs):
         super().__init__(name=name, **kwargs)
         self.class_indexes = tuple(int(c) for c in class_indexes)
         self.intersection = self.add_variable(shape=(), initializer="zeros",
@@ -271,4 +434,4 @@ class DiceCoefficient(keras.metrics.Metric):
 
 def lesion_dice_metrics() -> list[DiceCoefficient]:
     """Red (MA, HE) and yellow (EX, SE) training-time Dice, for ``metrics={"seg": ...}``."""
-    return [DiceCoefficient((1, 2), name="red_dice"), DiceCoefficient((3, 4), name="yellow_dice")]
+    return [DiceCoefficient(classes, name=f"{group}_dice") for group, classes in LESION_GROUPS.items()]

@@ -11,6 +11,9 @@ What the paper says and what we chose:
   (see :func:`dice_per_image`). Default ``"skip"``: in IDRiD-S soft exudates are absent from 13
   of the 27 test images, so scoring those images 1 (or 0) would move the SE and yellow averages
   a lot by a convention, not by segmentation quality.
+- **AUPR** per lesion (the IDRiD challenge metric): :func:`aupr_per_lesion` on class maps
+  (subsampled negatives), or, for the full-resolution scorer, exact and streaming from
+  per-level pixel counts (:func:`score_histograms`, :func:`average_precision_from_histograms`).
 - **ROC** (Tables 1, 3, 4): area under the ROC curve per DR grade, one-vs-rest.
 
 scikit-learn / scipy do the maths where they have it (ROC AUC, average precision, kappa,
@@ -18,6 +21,7 @@ confusion matrix, bootstrap); only Dice and calibration are written here.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from typing import Callable, Iterable
@@ -119,6 +123,24 @@ def _nanmean(x) -> float:
     return float(np.nanmean(x)) if np.isfinite(x).any() else math.nan
 
 
+def scores_from_counts(inter, psum, tsum, empty: str = "skip"
+                       ) -> tuple[dict[str, float], np.ndarray]:
+    """Scores of one lesion group from per-image counts |X ∩ Y|, |X|, |Y| (arrays of length N).
+
+    Returns ``({"dice_pooled", "dice_per_image", "n_images", "area_ratio"}, per_image_dice)``.
+    ``area_ratio`` is Σ|X| / Σ|Y|, predicted over true pixels pooled (≫ 1: a flood of lesion
+    predictions, which can still score a non-zero Dice; ~0: a collapse), NaN without true
+    pixels. Per-image Dice follows ``empty`` (:func:`dice_per_image`).
+    """
+    inter, psum, tsum = (np.asarray(x, dtype=np.int64) for x in (inter, psum, tsum))
+    per_image = _dice_from_counts(inter, psum, tsum, empty=empty)
+    denom = psum.sum() + tsum.sum()
+    return {"dice_pooled": float(2.0 * inter.sum() / denom) if denom else math.nan,
+            "dice_per_image": _nanmean(per_image),
+            "n_images": float(np.isfinite(per_image).sum()),
+            "area_ratio": float(psum.sum() / tsum.sum()) if tsum.sum() else math.nan}, per_image
+
+
 def segmentation_scores(pred_class_maps, true_class_maps, empty: str = "skip",
                         groups: Iterable = ("red", "yellow") + LESIONS) -> dict[str, float]:
     """Dice of red / yellow lesions and of each lesion kind, pooled and averaged per image.
@@ -203,6 +225,51 @@ def aupr_per_lesion(prob_maps, true_class_maps, max_negatives: int = 2_000_000,
                                                   np.concatenate(scores),
                                                   sample_weight=np.concatenate(weights)))
     return out
+
+
+PR_LEVELS = 4096
+
+
+def quantise_scores(prob, levels: int = PR_LEVELS) -> np.ndarray:
+    """Probabilities in [0, 1] -> integer levels 0..levels-1 on a square-root scale.
+
+    ``floor(sqrt(p) * levels)``: monotone, so the ranking of pixels is kept wherever two pixels
+    fall in different levels; the steps are fine near 0 (p < 1/levels**2 shares level 0 —
+    6e-8 at the default 4096) where a rare lesion's probabilities live, and ~2/levels near 1.
+    """
+    p = np.clip(np.asarray(prob, dtype=np.float64), 0.0, 1.0)
+    return np.minimum((np.sqrt(p) * levels).astype(np.int64), levels - 1)
+
+
+def score_histograms(prob, positive, levels: int = PR_LEVELS) -> np.ndarray:
+    """Pixel counts per score level, split by truth: int64 (2, levels), row 0 negatives, row 1
+    positives (``hist[label, level]``). Histograms of several images add up; the exact average
+    precision of the quantised scores follows from their sum
+    (:func:`average_precision_from_histograms`), so pixel-level AUPR streams over a test set of
+    any size in constant memory, with no subsampling of negatives."""
+    q = quantise_scores(prob, levels).ravel()
+    label = np.asarray(positive, dtype=bool).ravel()
+    if q.size != label.size:
+        raise ValueError(f"{q.size} scores but {label.size} labels")
+    return np.bincount(q + levels * label, minlength=2 * levels).reshape(2, levels).astype(np.int64)
+
+
+def average_precision_from_histograms(hist) -> float:
+    """Average precision (area under the precision-recall curve) from :func:`score_histograms`.
+
+    ``AP = Σ_n (R_n - R_{n-1}) P_n`` over the levels from the highest down, each level one
+    threshold — exactly ``sklearn.metrics.average_precision_score`` on the quantised scores (tied
+    pixels share a threshold). NaN when there is no positive pixel.
+    """
+    hist = np.asarray(hist, dtype=np.int64)
+    neg, pos = hist[0, ::-1], hist[1, ::-1]
+    tp, fp = np.cumsum(pos), np.cumsum(neg)
+    n_pos = tp[-1] if tp.size else 0
+    if n_pos == 0:
+        return math.nan
+    step = pos > 0
+    precision = tp[step] / (tp[step] + fp[step])
+    return float(np.sum(pos[step] / n_pos * precision))
 
 
 # --------------------------------------------------------------------------------------------
@@ -390,3 +457,154 @@ def dice_ci(pred_class_maps, true_class_maps, group, kind: str = "pooled",
         return _nanmean(_dice_from_counts(inter, psum, tsum, empty=empty))
 
     return bootstrap_ci(stat, counts, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# ROC AUC intervals (Table 1's ROC column, Tables 3 and 4)
+# --------------------------------------------------------------------------------------------
+#
+# Per grade: DeLong's interval (DeLong, DeLong & Clarke-Pearson 1988; the fast algorithm of Sun &
+# Xu 2014), the default of pROC. It needs no resampling, so a grade with few positives still gets
+# one (from 2 positives and 2 negatives on), and it extends to the mean of several runs scored on
+# the same images through the covariance of their AUCs. The mean over grades (Table 1's "ROC")
+# mixes AUCs of different positive sets, which DeLong's covariance does not cover: there we use a
+# bootstrap over images, stratified by true grade so every resample keeps each grade's count
+# (no resample loses the rare grades, whose AUC would then be undefined).
+
+@dataclasses.dataclass(frozen=True)
+class AucEstimate:
+    """A ROC AUC (fraction; the mean over runs when several) with its interval.
+
+    grade:      the one-vs-rest grade, or None for the mean over grades (Table 1's ROC).
+    n_positive: images of that grade (for the mean: the fewest positives of the grades averaged).
+    reason:     why ``low``/``high`` are NaN (too few positives or negatives, ...).
+    """
+
+    grade: int | None
+    auc: float
+    low: float
+    high: float
+    n_positive: int
+    n_negative: int
+    n_runs: int
+    method: str
+    reason: str = ""
+
+
+def _stack_runs(y_true, probs) -> tuple[np.ndarray, np.ndarray]:
+    """(y (N,), P (k, N, G)) from one (N, G) array or a sequence of them (one per run)."""
+    if isinstance(probs, np.ndarray):
+        arrays = [probs] if probs.ndim == 2 else list(probs)
+    else:
+        arrays = list(probs)
+        if arrays and np.ndim(arrays[0]) == 1:      # one run given as nested lists of rows
+            arrays = [np.asarray(arrays)]
+    if not arrays:
+        raise ValueError("no predictions given")
+    checked = [_check_grading(y_true, p) for p in arrays]
+    shapes = {p.shape for _, p in checked}
+    if len(shapes) != 1:
+        raise ValueError(f"runs differ in shape: {sorted(shapes)}")
+    return checked[0][0], np.stack([p for _, p in checked])
+
+
+def delong_covariance(positive, scores) -> tuple[np.ndarray, np.ndarray]:
+    """AUCs (k,) of k scorers of the same images and their DeLong covariance (k, k).
+
+    ``positive`` (N,) bool; ``scores`` (k, N) or (N,). Ties count one half (midranks). The
+    covariance is NaN with fewer than 2 positives or 2 negatives.
+    """
+    positive = np.asarray(positive, dtype=bool).ravel()
+    scores = np.atleast_2d(np.asarray(scores, dtype=float))
+    m, n = int(positive.sum()), int((~positive).sum())
+    if m == 0 or n == 0:
+        raise ValueError("ROC AUC needs at least one positive and one negative image")
+    pos, neg = scores[:, positive], scores[:, ~positive]
+    tx = _sps.rankdata(pos, axis=1)
+    ty = _sps.rankdata(neg, axis=1)
+    tz = _sps.rankdata(np.concatenate([pos, neg], axis=1), axis=1)
+    aucs = tz[:, :m].sum(axis=1) / (m * n) - (m + 1.0) / (2.0 * n)
+    k = scores.shape[0]
+    if m < 2 or n < 2:
+        return aucs, np.full((k, k), math.nan)
+    v01 = (tz[:, :m] - tx) / n               # structural components of the positives
+    v10 = 1.0 - (tz[:, m:] - ty) / m         # ... and of the negatives
+    cov = np.atleast_2d(np.cov(v01)) / m + np.atleast_2d(np.cov(v10)) / n
+    return aucs, cov
+
+
+def auc_delong(y_true, probs, grade: int, confidence: float = 0.95) -> AucEstimate:
+    """One-vs-rest ROC AUC of ``grade`` with DeLong's interval; with several runs (a sequence of
+    (N, G) arrays on the same images) the AUC is their mean and the interval accounts for their
+    correlation. Interval: AUC ± z·SE, clipped to [0, 1]."""
+    y, P = _stack_runs(y_true, probs)
+    positive = y == grade
+    m, n, k = int(positive.sum()), int((~positive).sum()), P.shape[0]
+    if m == 0 or n == 0:
+        return AucEstimate(grade, math.nan, math.nan, math.nan, m, n, k, "DeLong",
+                           "no positive image" if m == 0 else "no negative image")
+    aucs, cov = delong_covariance(positive, P[:, :, grade])
+    auc = float(aucs.mean())
+    var = float(cov.sum()) / k ** 2
+    if not np.isfinite(var):
+        return AucEstimate(grade, auc, math.nan, math.nan, m, n, k, "DeLong",
+                           f"{m} positive / {n} negative images: DeLong needs at least 2 of each")
+    z = float(_sps.norm.ppf(0.5 + confidence / 2))
+    half = z * math.sqrt(max(var, 0.0))
+    reason = "zero variance (the scores separate the classes perfectly)" if var <= 0 else ""
+    return AucEstimate(grade, auc, max(0.0, auc - half), min(1.0, auc + half), m, n, k, "DeLong",
+                       reason)
+
+
+def stratified_indexes(y, n_resamples: int, seed: int = 0) -> np.ndarray:
+    """(n_resamples, N) bootstrap indexes drawn within each class of ``y``: column j holds an
+    image of the same class in every resample (so each class keeps its count)."""
+    y = np.asarray(y).ravel()
+    rng = np.random.default_rng(seed)
+    columns = []
+    for c in np.unique(y):
+        where = np.flatnonzero(y == c)
+        columns.append(where[rng.integers(0, where.size, size=(n_resamples, where.size))])
+    return np.concatenate(columns, axis=1)
+
+
+def _rank_auc(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """Row-wise ROC AUC of scores (B, N) against one label vector (N,), midranks for ties."""
+    m, n = int(positive.sum()), int((~positive).sum())
+    ranks = _sps.rankdata(scores, axis=1)
+    return (ranks[:, positive].sum(axis=1) - m * (m + 1) / 2.0) / (m * n)
+
+
+def mean_auc_interval(y_true, probs, confidence: float = 0.95, n_resamples: int = 2000,
+                      seed: int = 0) -> AucEstimate:
+    """Mean over grades of the one-vs-rest AUC (Table 1's ROC; grades absent from ``y_true``
+    skipped, as :func:`mean_roc_auc`), averaged over runs, with a percentile interval from a
+    bootstrap over images stratified by true grade (the same resamples for every run)."""
+    y, P = _stack_runs(y_true, probs)
+    grades = [g for g in range(P.shape[2]) if 0 < int((y == g).sum()) < y.size]
+    k = P.shape[0]
+    if not grades:
+        return AucEstimate(None, math.nan, math.nan, math.nan, 0, y.size, k,
+                           "stratified bootstrap", "fewer than two grades in the test set")
+    point = float(np.mean([roc_auc_grade(y, p, g) for p in P for g in grades]))
+    idx = stratified_indexes(y, n_resamples, seed)
+    y_res = y[idx[0]]
+    stats = np.zeros(n_resamples)
+    for p in P:
+        for g in grades:
+            stats += _rank_auc(p[:, g][idx], y_res == g)
+    stats /= k * len(grades)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(stats, [alpha, 1 - alpha])
+    counts = [int((y == g).sum()) for g in grades]
+    return AucEstimate(None, point, float(low), float(high), min(counts), y.size - min(counts), k,
+                       "stratified bootstrap")
+
+
+def auc_intervals(y_true, probs, confidence: float = 0.95, n_resamples: int = 2000,
+                  seed: int = 0) -> list[AucEstimate]:
+    """Per grade (DeLong, :func:`auc_delong`) and, last, the mean over grades (stratified
+    bootstrap, :func:`mean_auc_interval`), for one run or the mean of several on the same images."""
+    _, P = _stack_runs(y_true, probs)
+    return [*(auc_delong(y_true, probs, g, confidence) for g in range(P.shape[2])),
+            mean_auc_interval(y_true, probs, confidence, n_resamples, seed)]

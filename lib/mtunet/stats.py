@@ -33,8 +33,9 @@ class TTestResult:
     alternative: str = "two-sided"
     reason: str = ""
 
-    def significant_at(self, level: float = 0.10) -> bool:
-        """True when ``pvalue < level``; False when the p-value is NaN (undefined test)."""
+    def significant_at(self, level: float) -> bool:
+        """True when ``pvalue < level`` (the paper's: ``paper.SIGNIFICANCE_LEVEL``); False when
+        the p-value is NaN (undefined test)."""
         return bool(np.isfinite(self.pvalue) and self.pvalue < level)
 
 

@@ -42,8 +42,12 @@ class EyepacsSet:
     label_files: list[Path] = field(default_factory=list)
 
 
-def read_labels(csv_path: Path) -> list[tuple[str, int]]:
-    """(image, level) rows of a Kaggle label CSV; DataError on missing columns, bad grades, duplicates."""
+def load_label_csv(csv_path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A label CSV as stripped strings; DataError if the file is missing, unreadable or lacks ``columns``.
+
+    Shared by the Kaggle, Messidor-2 and APTOS readers so all three fail with the same one-liners.
+    The row index is kept: row ``i`` is line ``i + 2`` of the file (see :func:`parse_label_rows`).
+    """
     if not Path(csv_path).is_file():
         raise DataError(csv_path, "missing label file")
     try:
@@ -51,16 +55,23 @@ def read_labels(csv_path: Path) -> list[tuple[str, int]]:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(csv_path, f"unreadable CSV ({str(exc).splitlines()[0]})") from None
     df.columns = [str(c).strip() for c in df.columns]
-    absent = [c for c in LABEL_COLUMNS if c not in df.columns]
+    absent = [c for c in columns if c not in df.columns]
     if absent:
         raise DataError(csv_path, f"CSV lacks column(s) {', '.join(map(repr, absent))}; "
-                                  f"expected 'image,level', found {list(df.columns)}")
-    names = df["image"].str.strip().tolist()
-    levels = df["level"].str.strip().tolist()
-    fast = pd.to_numeric(pd.Series(levels), errors="coerce")
+                                  f"expected '{','.join(columns)}', found {list(df.columns)}")
+    return df
+
+
+def parse_label_rows(df: pd.DataFrame, csv_path: Path, id_column: str,
+                     grade_column: str) -> list[tuple[str, int]]:
+    """(id, grade) per row of ``df``; DataError naming the line for an empty id, a grade that is not
+    an integer 0-4, or a duplicate id. Line numbers come from the index (rows may have been filtered)."""
+    names = df[id_column].str.strip().tolist()
+    levels = df[grade_column].str.strip().tolist()
+    lines = [int(i) + 2 for i in df.index]
+    fast = pd.to_numeric(pd.Series(levels, dtype=object), errors="coerce")
     out: list[tuple[str, int]] = []
-    for i, (name, level, num) in enumerate(zip(names, levels, fast)):
-        line = i + 2
+    for line, name, level, num in zip(lines, names, levels, fast):
         if not name:
             raise DataError(csv_path, f"line {line}: empty image name")
         if num in (0, 1, 2, 3, 4) and level.isdigit():
@@ -68,11 +79,16 @@ def read_labels(csv_path: Path) -> list[tuple[str, int]]:
         else:
             grade = parse_grade(level, csv_path, line, name)
         out.append((name, grade))
-    dup = df["image"].str.strip().duplicated()
+    dup = pd.Series(names, dtype=object).duplicated()
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])
-        raise DataError(csv_path, f"line {i + 2}: duplicate image id {names[i]!r}")
+        raise DataError(csv_path, f"line {lines[i]}: duplicate image id {names[i]!r}")
     return out
+
+
+def read_labels(csv_path: Path) -> list[tuple[str, int]]:
+    """(image, level) rows of a Kaggle label CSV; DataError on missing columns, bad grades, duplicates."""
+    return parse_label_rows(load_label_csv(csv_path, LABEL_COLUMNS), csv_path, *LABEL_COLUMNS)
 
 
 def read_eyepacs(root, label_files=None) -> EyepacsSet:

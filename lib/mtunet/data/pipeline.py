@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mtunet.config import N_GRADES
+from mtunet.config import n_seg_classes as n_seg_classes_for
 from mtunet.data.preprocess import load_arrays, prepare_example  # noqa: F401 (load_arrays re-exported)
 
 _PRELOAD_BAR = 16  # show a progress bar when pre-loading at least this many images
@@ -50,7 +51,7 @@ class FundusSequence(keras.utils.PyDataset):
         unknown = set(outputs) - {"seg", "grade"}
         if unknown:
             raise ValueError(f"unknown outputs {sorted(unknown)}; use 'seg' and/or 'grade'")
-        n_needed = 6 if include_od else 5
+        n_needed = n_seg_classes_for(include_od)
         if "seg" in outputs and n_seg_classes < n_needed:
             raise ValueError(f"n_seg_classes={n_seg_classes} but labels use {n_needed} classes "
                              f"(include_od={include_od})")

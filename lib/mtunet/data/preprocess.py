@@ -4,6 +4,11 @@ Pipeline of :func:`prepare_example`: decode RGB -> crop to the fundus disc (:fun
 pad to a square with black (aspect kept) -> resize to ``image_size``. Masks go through the same
 crop and pad and are resized one lesion at a time with the *any-overlap* rule before the label map
 is built, so that a one-pixel microaneurysm in a 1024-px mask survives at 64 px.
+
+Back to the image's own size (scoring, prediction, pseudo masks): :func:`restore_label_map` and
+:func:`restore_probabilities` invert :func:`fit_square`; :func:`fundus_mask` is the field of view
+and :func:`truth_masks` / :func:`truth_label_map` the annotations, both at the masks' own
+resolution (never resized).
 """
 from __future__ import annotations
 
@@ -77,6 +82,20 @@ def read_mask(path) -> np.ndarray:
     return np.asarray(im.convert("L")) > 0
 
 
+def _fundus_foreground(image: np.ndarray, threshold: float | None = None
+                       ) -> tuple[np.ndarray, float]:
+    """(blurred red channel of a copy shrunk to <= 256 px, threshold): the fundus test of
+    :func:`fundus_bbox` and :func:`fundus_mask`, so both see the same disc."""
+    h, w = image.shape[:2]
+    red = image[..., 0] if image.ndim == 3 else image
+    scale = min(1.0, 256.0 / max(h, w))
+    small = cv2.resize(red, (max(1, round(w * scale)), max(1, round(h * scale))),
+                       interpolation=cv2.INTER_AREA) if scale < 1 else red
+    small = cv2.GaussianBlur(small.astype(np.float32), (5, 5), 0)
+    t = threshold if threshold is not None else max(15.0, 0.1 * float(np.percentile(small, 99)))
+    return small, float(t)
+
+
 def fundus_bbox(image: np.ndarray, threshold: float | None = None) -> tuple[int, int, int, int]:
     """(y0, y1, x0, x1) of the fundus disc: rows/columns where the blurred red channel is bright.
 
@@ -85,12 +104,7 @@ def fundus_bbox(image: np.ndarray, threshold: float | None = None) -> tuple[int,
     above the threshold. An image with no such pixel (all black) gives the full frame.
     """
     h, w = image.shape[:2]
-    red = image[..., 0] if image.ndim == 3 else image
-    scale = min(1.0, 256.0 / max(h, w))
-    small = cv2.resize(red, (max(1, round(w * scale)), max(1, round(h * scale))),
-                       interpolation=cv2.INTER_AREA) if scale < 1 else red
-    small = cv2.GaussianBlur(small.astype(np.float32), (5, 5), 0)
-    t = threshold if threshold is not None else max(15.0, 0.1 * float(np.percentile(small, 99)))
+    small, t = _fundus_foreground(image, threshold)
     fg = small > t
     rows = np.flatnonzero(fg.mean(axis=1) > 0.02)
     cols = np.flatnonzero(fg.mean(axis=0) > 0.02)
@@ -104,6 +118,33 @@ def fundus_bbox(image: np.ndarray, threshold: float | None = None) -> tuple[int,
     return max(0, y0), min(h, y1), max(0, x0), min(w, x1)
 
 
+def fundus_mask(image: np.ndarray, threshold: float | None = None, bbox=None) -> np.ndarray:
+    """The field of view: bool (H, W) at the image's own resolution, True inside the fundus disc.
+
+    Same test as :func:`fundus_bbox` (red channel brighter than ``max(15, 0.1 * 99th percentile)``
+    of the blurred shrunk copy, or ``threshold``), applied to the red channel at full resolution
+    (a 5x5 Gaussian blur against JPEG noise). The field of view is the convex hull of the largest
+    bright region — a disc, cut where the camera frame cuts it, not the bbox rectangle; the hull
+    fills dark lesions, vessels and a dim macula inside the disc — clipped to ``bbox`` (default
+    :func:`fundus_bbox`), so the mask never leaves the box the model input is cut from. An image
+    without a bright pixel (all black) gives the whole frame, as :func:`fundus_bbox` does.
+    """
+    h, w = image.shape[:2]
+    _, t = _fundus_foreground(image, threshold)
+    y0, y1, x0, x1 = bbox if bbox is not None else fundus_bbox(image, threshold)
+    red = image[..., 0] if image.ndim == 3 else image
+    fg = (cv2.GaussianBlur(red.astype(np.float32), (5, 5), 0) > t).astype(np.uint8)
+    contours, _ = cv2.findContours(fg, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return np.ones((h, w), bool)
+    hull = cv2.convexHull(max(contours, key=cv2.contourArea))
+    out = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(out, hull, 1)
+    box = np.zeros((h, w), bool)
+    box[y0:y1, x0:x1] = True
+    return out.astype(bool) & box
+
+
 def pad_to_square(array: np.ndarray) -> np.ndarray:
     """Centre ``array`` (HxW or HxWxC) on a black square canvas of side max(H, W)."""
     h, w = array.shape[:2]
@@ -115,10 +156,17 @@ def pad_to_square(array: np.ndarray) -> np.ndarray:
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
-    """Square image -> size x size: INTER_AREA when shrinking, INTER_LINEAR when enlarging."""
+    """Square image -> size x size: INTER_AREA when shrinking, INTER_LINEAR when enlarging.
+
+    Any number of channels (OpenCV resizes at most 4 at once: wider maps go 4 channels at a time).
+    """
     if image.shape[0] == size and image.shape[1] == size:
         return image
     interp = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
+    if image.ndim == 3 and image.shape[2] > 4:
+        return np.concatenate([cv2.resize(image[..., c:c + 4], (size, size), interpolation=interp)
+                               .reshape(size, size, -1) for c in range(0, image.shape[2], 4)],
+                              axis=-1)
     return cv2.resize(image, (size, size), interpolation=interp)
 
 
@@ -205,6 +253,32 @@ def load_arrays(records, image_size: int, include_od: bool = False, progress: bo
     return images, labels, grades
 
 
+def _from_square(square_map: np.ndarray, original_hw: tuple[int, int], bbox, fill,
+                 interpolation: int | None = None) -> np.ndarray:
+    """The inverse geometry of :func:`fit_square`, shared by class and probability maps.
+
+    ``square_map`` (S, S) or (S, S, C) is resized to the padded square of the fundus crop
+    (``interpolation``, default :func:`resize_image`'s rule), the centring pad is removed and the
+    crop is placed at ``bbox`` on a canvas of the original height and width filled with ``fill``
+    (a scalar, or one value per channel).
+    """
+    y0, y1, x0, x1 = bbox
+    h, w = y1 - y0, x1 - x0
+    side = max(h, w)
+    if interpolation is None:
+        square = resize_image(square_map, side)
+    elif square_map.shape[:2] == (side, side):
+        square = square_map
+    else:
+        square = cv2.resize(square_map, (side, side), interpolation=interpolation)
+    square = square.reshape((side, side) + square_map.shape[2:])  # cv2 drops a lone channel axis
+    top, left = (side - h) // 2, (side - w) // 2
+    out = np.empty(tuple(original_hw) + square_map.shape[2:], dtype=square_map.dtype)
+    out[...] = fill
+    out[y0:y1, x0:x1] = square[top:top + h, left:left + w]
+    return out
+
+
 def restore_label_map(label: np.ndarray, original_hw: tuple[int, int], bbox) -> np.ndarray:
     """Inverse of :func:`fit_square` for a class map: the model's square frame -> the original image.
 
@@ -212,11 +286,65 @@ def restore_label_map(label: np.ndarray, original_hw: tuple[int, int], bbox) -> 
     pad is removed and the crop is placed back at ``bbox`` on an all-background canvas of the
     original height and width. Used for pseudo masks and predictions at the input's own size.
     """
-    y0, y1, x0, x1 = bbox
-    h, w = y1 - y0, x1 - x0
-    side = max(h, w)
-    square = cv2.resize(label.astype(np.uint8), (side, side), interpolation=cv2.INTER_NEAREST)
-    top, left = (side - h) // 2, (side - w) // 2
-    out = np.zeros(tuple(original_hw), dtype=np.uint8)
-    out[y0:y1, x0:x1] = square[top:top + h, left:left + w]
+    return _from_square(label.astype(np.uint8), original_hw, bbox, 0, cv2.INTER_NEAREST)
+
+
+def restore_probabilities(prob: np.ndarray, original_hw: tuple[int, int], bbox) -> np.ndarray:
+    """Inverse of :func:`fit_square` for a softmax map: (S, S, C) -> float32 (H, W, C).
+
+    Each channel is resized bilinearly (INTER_AREA if the crop is smaller than S) to the padded
+    square of the fundus crop, the centring pad is removed and the crop is placed at ``bbox``.
+    Outside the bbox the map says "certainly background": channel 0 is 1, every other channel 0.
+    Rows still sum to 1 where the input's did (both interpolations are convex combinations).
+    """
+    prob = np.asarray(prob, dtype=np.float32)
+    if prob.ndim != 3:
+        raise ValueError(f"restore_probabilities expects (S, S, C) probabilities, got {prob.shape}")
+    fill = np.zeros(prob.shape[-1], np.float32)
+    fill[0] = 1.0
+    return _from_square(prob, original_hw, bbox, fill)
+
+
+def truth_masks(record, include_od: bool = False, image_hw: tuple[int, int] | None = None
+                ) -> dict[str, np.ndarray]:
+    """The annotators' masks of a record at their own resolution: lesion code -> bool (H, W).
+
+    Never resized. Every lesion of ``config.LESIONS`` is present: a mask file the record lacks
+    means "none of that lesion" (IDRiD omits empty masks) and gives an all-False mask. "OD" is
+    added when ``include_od``. The masks keep their overlaps (IDRiD marks some pixels as two
+    lesions): per-lesion scores use each lesion's own mask, as the IDRiD challenge does; the class
+    map (:func:`truth_label_map`) resolves overlaps by the MA > HE > SE > EX > OD priority.
+
+    ``image_hw`` is the image's (height, width) (read from the image file's header when not
+    given); a mask of another size is a DataError. A record without annotations is a DataError.
+    """
+    from mtunet.config import LESIONS
+
+    if not record.has_masks and not record.masks:
+        raise DataError(record.image_path, "the image has no lesion annotation to score against")
+    if image_hw is None:
+        try:
+            with Image.open(record.image_path) as im:  # the header only: no decoding
+                image_hw = (im.height, im.width)
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise DataError(record.image_path, f"unreadable image ({exc})") from None
+    codes = LESIONS + (("OD",) if include_od else ())
+    out: dict[str, np.ndarray] = {}
+    for code in codes:
+        path = (record.masks or {}).get(code)
+        if path is None:
+            out[code] = np.zeros(tuple(image_hw), bool)
+            continue
+        mask = read_mask(path)
+        if mask.shape != tuple(image_hw):
+            raise DataError(path, f"mask is {mask.shape[1]}x{mask.shape[0]} but image "
+                                  f"{Path(record.image_path).name} is {image_hw[1]}x{image_hw[0]}")
+        out[code] = mask
     return out
+
+
+def truth_label_map(record, include_od: bool = False, image_hw: tuple[int, int] | None = None
+                    ) -> np.ndarray:
+    """The ground-truth class map uint8 (H, W) at the masks' own size (:func:`label_map`'s
+    MA > HE > SE > EX > OD priority), never resized."""
+    return label_map(truth_masks(record, include_od, image_hw), include_od)

@@ -5,12 +5,14 @@ a set that loads), then verifies what the readers do not: every image decodes fu
 every mask decodes and has its image's size, no image is in both train and test (by id and by the
 sha1 of the file bytes). Each problem is a :class:`mtunet.errors.DataError` naming the file.
 Label rows whose image is absent (the real IDRiD grading images are not staged; the Kaggle subset
-has 130 of 35,126 images) are counted in the inventory, not errors.
+has 130 of 35,126 images) and, for Messidor-2 / APTOS, images without a label row are counted in the
+inventory, not errors.
 """
 from __future__ import annotations
 
 import hashlib
 import io
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,18 +21,25 @@ from tqdm import tqdm
 
 from mtunet.config import N_GRADES
 from mtunet.errors import DataError
-from mtunet.data import eyepacs, idrid
+from mtunet.data import aptos, eyepacs, idrid, messidor
 from mtunet.data.preprocess import read_mask
-from mtunet.data.records import MASK_CODES
+from mtunet.data.records import MASK_CODES, GradedSet
 
 IDRID_DIR = "IDRiD"
 EYEPACS_DIR = "kaggle-eyepacs-subset"
+MESSIDOR_DIR = "messidor-2"
+APTOS_DIR = "aptos2019"
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 _BAR_MIN = 200  # progress bar when verifying at least this many images
 
 
 def detect_layout(path) -> str:
-    """"idrid" | "eyepacs" | "data-root" (a folder holding IDRiD/ and/or kaggle-eyepacs-subset/)."""
+    """"idrid" | "eyepacs" | "messidor" | "aptos" | "data-root" (a folder holding any of IDRiD/,
+    kaggle-eyepacs-subset/, messidor-2/, aptos2019/).
+
+    Messidor-2 and APTOS are also recognised by their folder name, so a copy that lost its label
+    CSV reports "missing label file" rather than "not a dataset".
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(path, "missing folder")
@@ -40,10 +49,16 @@ def detect_layout(path) -> str:
         return "idrid"
     if (path / "trainLabels.csv").is_file() or (path / "train").is_dir():
         return "eyepacs"
-    if (path / IDRID_DIR).is_dir() or (path / EYEPACS_DIR).is_dir():
+    if (path / messidor.LABEL_FILE).is_file() or path.name == MESSIDOR_DIR:
+        return "messidor"
+    if (path / aptos.LABEL_FILE).is_file() or (path / aptos.IMAGE_DIR).is_dir() or path.name == APTOS_DIR:
+        return "aptos"
+    if any((path / name).is_dir() for name in (IDRID_DIR, EYEPACS_DIR, MESSIDOR_DIR, APTOS_DIR)):
         return "data-root"
     raise DataError(path, f"not a dataset: expected '{idrid.SEGMENTATION}'/'{idrid.GRADING}' (IDRiD), "
-                          f"trainLabels.csv + train/ (Kaggle), or {IDRID_DIR}/ / {EYEPACS_DIR}/ (data root)")
+                          f"trainLabels.csv + train/ (Kaggle), {messidor.LABEL_FILE} (Messidor-2), "
+                          f"{aptos.LABEL_FILE} + {aptos.IMAGE_DIR}/ (APTOS), or {IDRID_DIR}/ / "
+                          f"{EYEPACS_DIR}/ / {MESSIDOR_DIR}/ / {APTOS_DIR}/ (data root)")
 
 
 def verify_image(path: Path) -> tuple[tuple[int, int], str]:
@@ -66,14 +81,20 @@ def verify_image(path: Path) -> tuple[tuple[int, int], str]:
     return im.size, hashlib.sha1(data).hexdigest()
 
 
-def _verify_splits(records, what: str, check_ids: bool = True) -> dict[str, tuple[int, int]]:
-    """Verify every image; DataError when an id or a file content is in more than one split."""
+def _verify_splits(records, what: str, check_ids: bool = True,
+                   digests: dict[str, str] | None = None) -> dict[str, tuple[int, int]]:
+    """Verify every image; DataError when an id or a file content is in more than one split.
+
+    Returns image path -> (width, height); fills ``digests`` (image path -> sha1) when given.
+    """
     sizes: dict[str, tuple[int, int]] = {}
     by_hash: dict[str, object] = {}
     by_id: dict[str, object] = {}
     for r in tqdm(records, desc=f"verifying {what}", unit="img", disable=len(records) < _BAR_MIN):
         size, digest = verify_image(r.image_path)
         sizes[str(r.image_path)] = size
+        if digests is not None:
+            digests[str(r.image_path)] = digest
         if check_ids:
             other = by_id.get(r.image_id)
             if other is not None and other.split != r.split:
@@ -98,6 +119,8 @@ class Inventory:
     grading: dict[str, dict] | None = None  # split -> {"labels": n, "images": n, "grades": [5 ints]}
     grading_missing: list[Path] = field(default_factory=list)
     eyepacs: dict | None = None  # labels, present, missing, missing_examples, grades, splits, unlabelled
+    messidor: dict | None = None  # as _graded_summary(): labels, present, missing, grades, sizes, exams, ...
+    aptos: dict | None = None  # as _graded_summary()
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -141,8 +164,78 @@ class Inventory:
                 lines.append(f"  missing, first: {', '.join(e['missing_examples'][:3])}")
             if e["unlabelled"]:
                 lines.append(f"  images without a label row: {e['unlabelled']}")
+        if self.messidor is not None:
+            lines += ["", *_format_graded("Messidor-2", self.messidor)]
+        if self.aptos is not None:
+            lines += ["", *_format_graded("APTOS 2019", self.aptos)]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _format_graded(title: str, g: dict) -> list[str]:
+    """Inventory lines of a Messidor-2 / APTOS summary (see :func:`_graded_summary`)."""
+    lines = [f"{title}: {g['present']:,} of {g['labels']:,} label rows have an image "
+             f"({g['missing']:,} missing)",
+             "  grades of present images: " + ", ".join(f"{k}: {n}" for k, n in enumerate(g["grades"]))]
+    if g.get("exams") is not None:
+        lines.append(f"  examinations (guessed from file names): {g['exams']} "
+                     f"({g['exam_pairs']} pairs, {g['exams'] - g['exam_pairs']} single images)")
+    lines.append("  image sizes: " + (", ".join(f"{w}x{h}: {n:,}" for (w, h), n in g["sizes"].items())
+                                      or "none"))
+    if g["missing_examples"]:
+        lines.append(f"  missing, first: {', '.join(g['missing_examples'][:3])}")
+    if g["unlabelled"]:
+        lines.append(f"  images without a label row: {g['unlabelled']} "
+                     f"(first: {', '.join(g['unlabelled_examples'])})")
+    if g["excluded"]:
+        lines.append(f"  ungradable rows left out: {g['excluded']}")
+    if g["identical"]:
+        lines.append(f"  identical files under different ids: {g['identical']} groups "
+                     f"({g['identical_disagree']} with different grades; "
+                     f"first: {' = '.join(g['identical_first'])})")
+    return lines
+
+
+def _graded_summary(gs: GradedSet, sizes: dict[str, tuple[int, int]], digests: dict[str, str],
+                   exams: bool = False) -> dict:
+    """The inventory entry of a Messidor-2 / APTOS set; ``sizes`` / ``digests``: image path -> (w, h) /
+    sha1, as verified."""
+    identical = _identical_files(gs.records, digests)
+    grades = [0] * N_GRADES
+    for r in gs.records:
+        grades[r.grade] += 1
+    per_exam = Counter(r.patient_id for r in gs.records)
+    return {"labels": gs.n_labels, "present": len(gs.records), "missing": gs.n_missing,
+            "missing_examples": gs.missing_examples, "grades": grades,
+            "sizes": dict(Counter(sizes.values()).most_common()),
+            "exams": len(per_exam) if exams else None,
+            "exam_pairs": sum(1 for n in per_exam.values() if n > 1) if exams else None,
+            "unlabelled": len(gs.unlabelled), "unlabelled_examples": [p.name for p in gs.unlabelled[:3]],
+            "excluded": gs.n_excluded, "identical": len(identical),
+            "identical_disagree": sum(1 for rs in identical if len({r.grade for r in rs}) > 1),
+            "identical_first": [r.image_path.name for r in identical[0][:3]] if identical else []}
+
+
+def _identical_files(records, digests: dict[str, str]) -> list[list]:
+    """Groups of records whose files are byte-identical: a split by image id would put copies of one
+    photograph on both sides (the real APTOS set has 123 such groups)."""
+    same: dict[str, list] = {}
+    for r in records:
+        same.setdefault(digests[str(r.image_path)], []).append(r)
+    return [rs for rs in same.values() if len(rs) > 1]
+
+
+def _check_messidor(root: Path, inv: Inventory) -> None:
+    gs = messidor.read_messidor(root)
+    digests: dict[str, str] = {}
+    sizes = _verify_splits(gs.records, "Messidor-2 images", digests=digests)
+    inv.messidor = _graded_summary(gs, sizes, digests, exams=True)
+
+
+def _check_aptos(root: Path, inv: Inventory) -> None:
+    gs = aptos.read_aptos(root)
+    digests: dict[str, str] = {}
+    inv.aptos = _graded_summary(gs, _verify_splits(gs.records, "APTOS images", digests=digests), digests)
 
 
 def _check_segmentation(root: Path) -> dict[str, dict[str, int]]:
@@ -204,11 +297,15 @@ def _check_eyepacs(root: Path, inv: Inventory) -> None:
 
 
 def check_dataset(path) -> Inventory:
-    """Check an IDRiD root, a Kaggle root or a data root holding both; return its inventory.
+    """Check an IDRiD, Kaggle, Messidor-2 or APTOS root, or a data root holding them; return its inventory.
+
+    In a data root, messidor-2/ and aptos2019/ are optional extras: inventoried when present,
+    not noted when absent (IDRiD/ and kaggle-eyepacs-subset/ are noted when absent, as before).
 
     Raises DataError(file, problem) for: missing folder, empty folder, unreadable/corrupt/grayscale
     image, truncated TIFF, mask size != image size, CSV without the expected columns, grade not an
-    integer 0-4, duplicate image ids, the same image in train and test (by id or by file sha1).
+    integer 0-4, duplicate image ids (Messidor-2: also two id_codes with one stem), the same image in
+    train and test (by id or by file sha1).
     """
     path = Path(path)
     layout = detect_layout(path)
@@ -217,6 +314,10 @@ def check_dataset(path) -> Inventory:
         _check_idrid(path, inv)
     elif layout == "eyepacs":
         _check_eyepacs(path, inv)
+    elif layout == "messidor":
+        _check_messidor(path, inv)
+    elif layout == "aptos":
+        _check_aptos(path, inv)
     else:
         if (path / IDRID_DIR).is_dir():
             _check_idrid(path / IDRID_DIR, inv)
@@ -226,4 +327,8 @@ def check_dataset(path) -> Inventory:
             _check_eyepacs(path / EYEPACS_DIR, inv)
         else:
             inv.notes.append(f"no {EYEPACS_DIR}/ folder")
+        if (path / MESSIDOR_DIR).is_dir():
+            _check_messidor(path / MESSIDOR_DIR, inv)
+        if (path / APTOS_DIR).is_dir():
+            _check_aptos(path / APTOS_DIR, inv)
     return inv

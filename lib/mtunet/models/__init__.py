@@ -3,17 +3,30 @@
 Every model takes raw RGB pixels (0..255, float32), scales them itself (``layers.InputScaling``)
 and returns a dict keyed by task: ``{"seg": (B, H, W, C) softmax}``, ``{"grade": (B, 5) softmax}``
 or both. Each carries ``model.encoder_init`` (how its encoder was initialised).
-"""
-from .grading import GRADERS, build_grader, build_resnext101_imagenet_classifier
-from .layers import InputScaling, StopGradient
-from .mtunet import VariantB, build_mtunet, build_variant_a, build_variant_b
-from .registry import MODELS, ModelSpec, build_model
-from .segmentation import build_deeplabv3, build_fpn, build_linknet, build_unet
-from .weights import load_encoder_weights
 
-__all__ = [
-    "GRADERS", "MODELS", "InputScaling", "ModelSpec", "StopGradient", "VariantB",
-    "build_deeplabv3", "build_fpn", "build_grader", "build_linknet", "build_model",
-    "build_mtunet", "build_resnext101_imagenet_classifier", "build_unet", "build_variant_a",
-    "build_variant_b", "load_encoder_weights",
-]
+``mtunet.models.registry`` (the table of models, their labels and their place in the paper) is
+imported without Keras; the builders below import Keras on first use.
+"""
+from __future__ import annotations
+
+import importlib
+
+from .registry import MODELS, ModelSpec, build_model, label
+
+_LAZY = {
+    "GRADERS": "grading", "build_grader": "grading", "build_resnext101_imagenet_classifier": "grading",
+    "InputScaling": "layers", "StopGradient": "layers",
+    "VariantB": "mtunet", "build_mtunet": "mtunet", "build_variant_a": "mtunet",
+    "build_variant_b": "mtunet",
+    "build_deeplabv3": "segmentation", "build_fpn": "segmentation", "build_linknet": "segmentation",
+    "build_unet": "segmentation",
+    "load_encoder_weights": "weights",
+}
+
+__all__ = sorted([*_LAZY, "MODELS", "ModelSpec", "build_model", "label"])
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

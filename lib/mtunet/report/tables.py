@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterable
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,13 +19,12 @@ from mtunet.stats import format_mean_std, mean_std
 def write_table(frame: pd.DataFrame, results_dir: Path, name: str, title: str | None = None,
                 note: str | None = None) -> Path:
     """`<name>.csv` (full precision) and `<name>.md` (rounded, for reading); returns the CSV path."""
-    results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = results_dir / f"{name}.csv"
-    tmp = csv_path.with_suffix(".csv.tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(csv_path)
-    (results_dir / f"{name}.md").write_text(to_markdown(frame, title, note))
+    from mtunet.files import atomic_path, write_text
+
+    csv_path = Path(results_dir) / f"{name}.csv"
+    with atomic_path(csv_path) as tmp:
+        frame.to_csv(tmp, index=False)
+    write_text(csv_path.with_suffix(".md"), to_markdown(frame, title, note))
     return csv_path
 
 
@@ -47,15 +46,24 @@ def to_markdown(frame: pd.DataFrame, title: str | None = None, note: str | None 
 
 
 def compare_with_paper(ours: pd.DataFrame, paper: pd.DataFrame, key: str = "metric",
-                       intervals: pd.DataFrame | None = None) -> pd.DataFrame:
+                       intervals: pd.DataFrame | None = None,
+                       models: Sequence[str] = ()) -> pd.DataFrame:
     """One row per (network, key): paper mean/std, ours mean/std over runs, n runs, difference.
 
     ours:      long form, columns network, <key>, seed, value (percent)
-    paper:     mtunet.paper.tableN_frame() (network, <key>, paper_mean, paper_std)
+    paper:     mtunet.paper.tableN_frame() (model, network, <key>, paper_mean, paper_std)
     intervals: optional, columns network, <key>, ci_low, ci_high (bootstrap over test images)
+    models:    the registry names behind `ours`; a smaller stand-in (NASNetMobile for NASNet)
+               is compared with the row of the model it stands in for, under its own name.
     A paper row with no run of ours stays in the table with empty "ours" cells and the reason
     in `status`, so a missing experiment is visible rather than silently dropped.
     """
+    from mtunet.models.registry import MODELS, label
+
+    stand_ins = {label(m): label(MODELS[m].paper_model) for m in models if MODELS[m].stands_in_for}
+    paper = paper.drop(columns="model")
+    for ours_label, paper_label in stand_ins.items():
+        paper = paper.replace({"network": {paper_label: ours_label}})
     rows = []
     for (network, item), group in ours.groupby(["network", key], sort=False):
         mean, std = mean_std(group["value"].to_numpy(dtype=float))
@@ -86,6 +94,15 @@ def _status(ours_mean: float, paper_mean: float, n_runs: float) -> str:
     return "no paper value" if pd.isna(paper_mean) else ""
 
 
+def interval_cell(mean: float, std: float, low: float, high: float) -> str:
+    """"mean ± std [low, high]" (an interval, e.g. DeLong's for an AUC, after the run-to-run
+    spread); without a defined interval, the plain mean ± std cell."""
+    cell = _cell(mean, std)
+    if not cell or pd.isna(low) or pd.isna(high):
+        return cell
+    return f"{cell} [{low:.2f}, {high:.2f}]"
+
+
 def _cell(mean: float, std: float) -> str:
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return ""
@@ -94,6 +111,34 @@ def _cell(mean: float, std: float) -> str:
     return format_mean_std(mean, std)
 
 
-def long_scores(rows: Iterable[dict], key: str = "metric") -> pd.DataFrame:
-    """Per-run scores (dicts with network, seed, <key>, value) as a long frame."""
-    return pd.DataFrame(list(rows), columns=["network", "seed", key, "value"])
+SUMMARY_SECTIONS = [("table1_variants", "Table 1 — network variants"),
+                    ("ablation_alpha", "Ablation — α of Eq. 3 (MTUnet)"),
+                    ("ablation_loss", "Ablation — segmentation loss (MTUnet)"),
+                    ("table2_segmentation", "Table 2 — lesion segmentation Dice"),
+                    ("table2_aupr", "Table 2 — AUPR per lesion"),
+                    ("fig6_encoders", "Fig. 6 — encoders of MTUnet"),
+                    ("table3_grading_internal", "Table 3 — grading ROC AUC per grade"),
+                    ("table4_grading_external", "Table 4 — grading ROC AUC, external set"),
+                    ("ttests", "Paired t-tests (text under Table 2)")]
+
+
+def paper_vs_reproduced(results_dir: Path, profile: str) -> str:
+    """The Markdown summary: every table side by side with the paper, and the claims table;
+    written to paper_vs_reproduced.md."""
+    from mtunet.files import write_text
+    from mtunet.report.claims import claims_table
+
+    results_dir = Path(results_dir)
+    parts = [f"# Paper vs reproduced — profile `{profile}`\n",
+             "Numbers in percent. *ours* = mean ± std over runs (sample std, ddof = 1); "
+             "*difference* = ours − paper. Empty cells: not run in this profile (see *status*).\n"]
+    for name, title in SUMMARY_SECTIONS:
+        path = results_dir / f"{name}.md"
+        if path.exists():
+            parts.append(path.read_text().replace("### ", "## ", 1))
+        else:
+            parts.append(f"## {title}\n\nnot produced in this profile\n")
+    parts.append(to_markdown(claims_table(results_dir), "Claims").replace("### ", "## ", 1))
+    text = "\n".join(parts)
+    write_text(results_dir / "paper_vs_reproduced.md", text)
+    return text

@@ -1,7 +1,7 @@
 """The README's results block, rendered from results/<profile>/ so no number there is typed by hand.
 
-    python -m mtunet.readme --profile cpu            # rewrite the block between the markers
-    python -m mtunet.readme --profile cpu --check    # exit 1 if the README's block is stale
+    python -m mtunet.report.readme --profile cpu            # rewrite the block between the markers
+    python -m mtunet.report.readme --profile cpu --check    # exit 1 if the README's block is stale
 
 The block sits between ``<!-- results:<profile> -->`` and ``<!-- /results:<profile> -->``; the
 text around it (analysis, deviations) is written by people and left alone. A test regenerates the
@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from mtunet.config import REPO_ROOT
+from mtunet.config import project_root
 from mtunet.errors import UserError
-from mtunet.report import read_table
+from mtunet.models.registry import label
+from mtunet.paper import SIGNIFICANCE_LEVEL
+from mtunet.report.tables import read_table
 
-README = REPO_ROOT / "README.md"
 COMPARE_COLUMNS = ["paper", "ours", "difference", "n_runs"]
 FIGURES = [("table1_variants.png", "Table 1: paper vs reproduced"),
            ("table2_segmentation.png", "Table 2: paper vs reproduced"),
@@ -62,12 +63,13 @@ def dice_protocols(results: Path) -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
-def results_block(profile: str, root: Path = REPO_ROOT) -> str:
+def results_block(profile: str, root: Path | None = None) -> str:
     """Markdown for the README: the main tables beside the paper's, the claims, the figures."""
+    root = root or project_root()
     results, figures = root / "results" / profile, root / "figures" / profile
     if not results.is_dir():
         raise UserError(f"{results}: no results for profile {profile!r}; run ./run_all.sh --profile {profile}")
-    parts = [f"Rendered from [`results/{profile}/`](results/{profile}) by `python -m mtunet.readme "
+    parts = [f"Rendered from [`results/{profile}/`](results/{profile}) by `python -m mtunet.report.readme "
              f"--profile {profile}`. Percent; *ours* = mean ± std over runs; *difference* = ours − "
              f"paper. Full tables: [`paper_vs_reproduced.md`](results/{profile}/paper_vs_reproduced.md)."]
     sections = [("table1_variants", "Table 1 — network variants", ["network", "metric"]),
@@ -91,10 +93,11 @@ def results_block(profile: str, root: Path = REPO_ROOT) -> str:
                      "over runs).\n\n" + _table(protocols, list(protocols.columns)))
     ttests = read_table(results, "ttests")
     if ttests is not None and len(ttests):
-        parts.append("**Paired t-tests, MTUnet vs each baseline** (Dice points; significant at 10 %).\n\n"
+        parts.append(f"**Paired t-tests, {label('mtunet')} vs each baseline** (Dice points; significant "
+                     f"at {100 * SIGNIFICANCE_LEVEL:g} %).\n\n"
                      + _table(ttests, ["baseline", "group", "n", "mean_difference", "pvalue",
                                        "significant_10pct"]))
-    from mtunet.claims import claims_table
+    from mtunet.report.claims import claims_table
 
     parts.append("**The paper's claims.**\n\n"
                  + claims_table(results)[["claim", "verdict", "evidence"]].to_markdown(index=False))
@@ -129,18 +132,19 @@ def current_block(text: str, profile: str) -> str | None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mtunet.readme", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mtunet.report.readme", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--readme", type=Path, default=None, help="default: the project's README.md")
     parser.add_argument("--check", action="store_true", help="exit 1 if the block is out of date")
     args = parser.parse_args(argv)
+    args.readme = args.readme or project_root() / "README.md"
     try:
         text = args.readme.read_text()
         block = results_block(args.profile)
         if args.check:
             if current_block(text, args.profile) != block:
                 print(f"{args.readme}: the results:{args.profile} block is out of date; run "
-                      f"python -m mtunet.readme --profile {args.profile}", file=sys.stderr)
+                      f"python -m mtunet.report.readme --profile {args.profile}", file=sys.stderr)
                 return 1
             return 0
         args.readme.write_text(replace_block(text, args.profile, block))

@@ -12,14 +12,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
-from mtunet.config import REPO_ROOT
+from mtunet.config import project_root
 
 PACKAGES = ("keras", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "numpy", "scipy",
             "scikit-learn", "pandas", "opencv-python-headless", "papermill", "mtunet")
 
 
-def git_commit(root: Path = REPO_ROOT) -> dict[str, Any]:
+def git_commit(root: Path | None = None) -> dict[str, Any]:
     """The checkout's commit and whether it had uncommitted changes (None outside git)."""
+    root = root or project_root()
+
     def run(*args: str) -> str | None:
         try:
             return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
@@ -76,10 +78,8 @@ def build_manifest(**fields: Any) -> dict[str, Any]:
 
 def write_manifest(path: Path, **fields: Any) -> dict[str, Any]:
     """Write a manifest atomically (a crash never leaves half a JSON file)."""
+    from mtunet.files import write_text
+
     manifest = build_manifest(**fields)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, default=str))
-    tmp.replace(path)
+    write_text(path, json.dumps(manifest, indent=2, default=str))
     return manifest

@@ -1,0 +1,341 @@
+"""One training run of the study = a `RunSpec` + its training records; cached and resumable.
+
+Each table step describes *which* runs it needs; this module trains each one (or finds it already
+trained under `runs/<profile>/...`) and scores it, so an interrupted batch continues where it
+stopped and a finished run is never trained twice. A run's id is derived from every field of its
+spec and the fingerprint of its training data, so changing a parameter trains a new run instead
+of silently reusing an old one. :class:`Context` is what every step of one profile shares.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from mtunet.config import n_seg_classes, resolve_path, runs_dir
+from mtunet.data.records import Record
+from mtunet.errors import UserError
+from mtunet.files import write_atomic
+from mtunet.study.parameters import DEFAULTS
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines one training run (model x seed x hyper-parameters)."""
+
+    model: str                      # a name from mtunet.models.registry.MODELS
+    image_size: int = DEFAULTS["image_size"]
+    work_size: int | None = DEFAULTS["work_size"]
+    patch_size: int | None = DEFAULTS["patch_size"]
+    lesion_share: float = DEFAULTS["lesion_share"]
+    lr_schedule: str = DEFAULTS["lr_schedule"]
+    seed: int = 0
+    epochs: int = DEFAULTS["epochs"]
+    batch_size: int = DEFAULTS["batch_size"]
+    learning_rate: float = DEFAULTS["learning_rate"]
+    alpha: float = 1.0
+    seg_loss: str = DEFAULTS["seg_loss"]
+    encoder_weights: str | None = DEFAULTS["encoder_weights"]
+    augment: bool = DEFAULTS["augment"]
+    include_od: bool = False
+    steps_per_epoch: int | None = DEFAULTS["steps_per_epoch"]
+    jit_compile: bool | str = DEFAULTS["jit_compile"]
+    run_eagerly: bool = DEFAULTS["run_eagerly"]
+    mixed_precision: bool = DEFAULTS["mixed_precision"]
+    tag: str = ""                   # the step that asked for it first (not part of its key)
+
+    @property
+    def n_seg_classes(self) -> int:
+        return n_seg_classes(self.include_od)
+
+    @property
+    def scoring_size(self) -> int:
+        """The side segmentation is predicted at (then mapped back to each mask's own size)."""
+        return self.work_size or self.image_size
+
+    @property
+    def on_crops(self) -> bool:
+        return self.patch_size is not None
+
+    def key(self, records: Sequence[Record]) -> str:
+        """Hash of what the run trains (every field but the tag) and of its training data: two
+        steps that ask for the same training (the seed segmenter and Table 2's UNet, Table 1's
+        MTUnet and the alpha = 1 ablation) share one run."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "tag"}
+        payload = json.dumps([fields, data_fingerprint(records)], sort_keys=True)
+        return hashlib.sha1(payload.encode()).hexdigest()[:10]
+
+    def run_id(self, records: Sequence[Record]) -> str:
+        """Folder of the run under the profile's runs directory: <model>-seed<k>-<hash>."""
+        return f"{self.model}-seed{self.seed}-{self.key(records)}"
+
+
+# The notebook/profile parameters that go into every run's spec.
+RUN_PARAMETERS = ("image_size", "work_size", "patch_size", "lesion_share", "lr_schedule", "epochs",
+                  "batch_size", "learning_rate", "seg_loss", "encoder_weights", "augment",
+                  "steps_per_epoch", "jit_compile", "run_eagerly", "mixed_precision")
+
+
+def data_fingerprint(records: Sequence[Record]) -> str:
+    """Hash of the ids, grades and mask files of the training records (not the pixels)."""
+    rows = sorted((r.image_id, r.grade, r.split, tuple(sorted((k, Path(v).name) for k, v in r.masks.items())))
+                  for r in records)
+    return hashlib.sha1(json.dumps(rows, default=str).encode()).hexdigest()[:12]
+
+
+def model_tasks(model_name: str) -> tuple[str, ...]:
+    from mtunet.models.registry import MODELS
+
+    return tuple(MODELS[model_name].tasks)
+
+
+def input_size_for(model: str, size: int) -> int:
+    """`size`, or the model's smallest valid input when `size` is below it (InceptionV3: 75 px)."""
+    from mtunet.models.registry import MODELS
+
+    spec = MODELS[model]
+    size = max(size, spec.min_input)
+    return -(-size // spec.multiple) * spec.multiple
+
+
+def training_sequence(records, spec: RunSpec, outputs, shuffle=True, augment=None):
+    """The Keras input pipeline of a run, seeded by the run's seed.
+
+    Whole images (``patch_size`` None, the paper's protocol): every image at ``image_size`` with
+    the paper's augmentation. Lesion crops (``patch_size`` set): a segmenter trains on
+    ``steps_per_epoch`` batches of lesion-centred crops cut from ``work_size`` images; a multi-task
+    model interleaves those (its grade loss off) with whole-image batches at the same input size
+    (its segmentation loss off: at that size the masks are too coarse); a grader (or variant B's
+    second step) trains on whole images as ever.
+    """
+    from mtunet.data.augment import Augmentation
+    from mtunet.data.pipeline import FundusSequence
+
+    use_aug = spec.augment if augment is None else augment
+    augmentation = Augmentation() if use_aug else None
+
+    def whole(outputs_):
+        return FundusSequence(list(records), spec.image_size, batch_size=spec.batch_size,
+                              n_seg_classes=spec.n_seg_classes, outputs=outputs_,
+                              augmentation=augmentation, shuffle=shuffle, seed=spec.seed,
+                              include_od=spec.include_od, **data_workers())
+
+    if not spec.on_crops or "seg" not in outputs:
+        return whole(outputs)
+    from mtunet.data.crops import LesionCropSequence
+
+    crops = LesionCropSequence([r for r in records if r.has_masks], spec.scoring_size,
+                               spec.patch_size, batch_size=spec.batch_size,
+                               steps_per_epoch=spec.steps_per_epoch or _default_steps(records, spec),
+                               lesion_share=spec.lesion_share, seed=spec.seed,
+                               augmentation=augmentation, include_od=spec.include_od,
+                               n_seg_classes=spec.n_seg_classes, outputs=outputs, **data_workers())
+    if "grade" not in outputs:
+        return crops
+    from mtunet.data.interleave import InterleavedSequence
+
+    if not any(r.grade is not None for r in records):
+        return crops
+    # one whole-image (grade) batch per GRADE_BATCH_SHARE crop (lesion) batches, at most
+    return InterleavedSequence([crops, whole(outputs)], switch_off=[(), ("seg",)],
+                               limits=[None, max(1, len(crops) // GRADE_BATCH_SHARE)])
+
+
+# Multi-task runs on crops: whole-image grade batches per crop batch (1 in 4). The grade needs
+# far fewer steps than the lesions (Table 1's ROC is a few image-level outputs), and every
+# whole-image step costs as much as a crop step.
+GRADE_BATCH_SHARE = 4
+
+
+def _default_steps(records, spec: RunSpec) -> int:
+    """Crop batches per epoch when the profile names none: as many as whole-image batches."""
+    return max(1, -(-len(records) // spec.batch_size))
+
+
+def check_crop_settings(spec: RunSpec) -> None:
+    """Crops and whole images share the model's input: patch_size must equal image_size."""
+    if spec.on_crops and spec.patch_size != spec.image_size:
+        raise UserError(f"patch_size={spec.patch_size} must equal image_size={spec.image_size}: "
+                        "crops and whole-image batches go through the same network input")
+    if spec.on_crops and spec.patch_size > spec.scoring_size:
+        raise UserError(f"patch_size={spec.patch_size} is larger than work_size={spec.scoring_size}")
+
+
+def data_workers() -> dict[str, Any]:
+    """$MTUNET_DATA_WORKERS > 1 loads batches in that many threads (OpenCV releases the GIL), so
+    a GPU is not left waiting on JPEG decoding and augmentation. Batches are still built by index
+    from seeded per-epoch augmentation, so results do not depend on it; it is not part of a run's key."""
+    text = os.environ.get("MTUNET_DATA_WORKERS", "")
+    if not text:
+        return {}
+    try:
+        workers = int(text)
+    except ValueError:
+        raise UserError(f"MTUNET_DATA_WORKERS={text!r}: not an integer") from None
+    return {"workers": workers, "max_queue_size": 2 * workers} if workers > 1 else {}
+
+
+def train_config(spec: RunSpec, verbose):
+    from mtunet.train import TrainConfig
+
+    return TrainConfig(epochs=spec.epochs, learning_rate=spec.learning_rate, alpha=spec.alpha,
+                       seg_loss=spec.seg_loss, seed=spec.seed, lr_schedule=spec.lr_schedule,
+                       # an epoch is the whole sequence: all images, or steps_per_epoch crop batches
+                       steps_per_epoch=None,
+                       jit_compile=spec.jit_compile,
+                       run_eagerly=spec.run_eagerly,
+                       mixed_precision=spec.mixed_precision, verbose=verbose)
+
+
+def describe(spec: RunSpec, records, extra=None) -> dict[str, Any]:
+    """run.json's description of a run: enough to rebuild its model and know its data."""
+    info = {"model": spec.model, "spec": dataclasses.asdict(spec),
+            "input_shape": [spec.image_size, spec.image_size, 3],
+            "n_seg_classes": spec.n_seg_classes,
+            "n_train_records": len(records), "data_fingerprint": data_fingerprint(records)}
+    info.update(extra or {})
+    return info
+
+
+def build_untrained(spec: RunSpec, encoder_weights=None):
+    """The run's model, untrained (``--dry-run`` checks parameters and input sizes with it)."""
+    from mtunet.models.registry import build_model
+
+    return build_model(spec.model, (spec.image_size, spec.image_size, 3),
+                       n_seg_classes=spec.n_seg_classes, encoder_weights=encoder_weights)
+
+
+def train_run(spec: RunSpec, records: Sequence[Record], runs_root: Path | None = None,
+              verbose: int | str = "auto"):
+    """Train (or resume, or load) the run `spec` on `records`; returns the trained keras model.
+
+    Variant B is trained in the paper's two steps (``table1_variants.train_variant_b``).
+    """
+    from mtunet.train import fit
+
+    root = Path(runs_root or runs_dir())
+    run_id = spec.run_id(records)
+    config = train_config(spec, verbose)
+    if spec.model == "variant_b":
+        from mtunet.study.table1_variants import train_variant_b
+
+        return train_variant_b(spec, records, run_id, root, config)
+    result = fit(lambda: build_untrained(spec, spec.encoder_weights),
+                 training_sequence(records, spec, model_tasks(spec.model)), config, run_id,
+                 runs_root=root, describe=describe(spec, records))
+    return result.model
+
+
+def cached_eval(kind: str, model_loader, spec: RunSpec, train_records, test_name: str,
+                test_records, runs_root: Path | None = None):
+    """Score a run on a test set once; later calls read the saved scores.
+
+    kind "seg": the whole fundus predicted at the run's scoring size (``work_size``), mapped back
+    to each mask's own size and scored there, inside the fundus (``evaluate.score_segmentation``).
+    kind "grade": per-grade ROC AUC on whole images at the run's input size.
+    `model_loader()` is only called when the scores are not cached.
+    """
+    from mtunet.evaluate import (FullResSegmentationEval, GradingEval, evaluate_grading,
+                                 model_at_size, score_segmentation, seg_predictor)
+
+    root = Path(runs_root or runs_dir())
+    path = root / spec.run_id(train_records) / f"eval-{kind}-{test_name}-{data_fingerprint(test_records)}.npz"
+    cls = FullResSegmentationEval if kind == "seg" else GradingEval
+    if path.exists():
+        try:
+            return cls.load(path)
+        except Exception as exc:  # noqa: BLE001 - a file torn by a kill: score again
+            warnings.warn(f"{path}: unreadable ({exc}); scoring again", stacklevel=2)
+    model = model_loader()
+    if kind == "seg":
+        scorer = model_at_size(model, spec.scoring_size, name=spec.model)
+        result = score_segmentation(seg_predictor(scorer), test_records, spec.scoring_size,
+                                    include_od=spec.include_od)
+    else:
+        result = evaluate_grading(model, test_records, spec.image_size)
+    write_atomic(path, result.save)        # a kill while saving never leaves half a file
+    return result
+
+
+@dataclasses.dataclass
+class Context:
+    """What every step of one profile shares: where runs are cached and the base run spec.
+
+    ``before_training`` (optional) is called with each spec the context is about to train (not
+    load): a command's budget hook, for example, raises there to stop before a new run starts.
+    """
+
+    profile: str
+    runs_dir: Path
+    base: RunSpec
+    dry_run: bool = False
+    before_training: Any = None
+    trained: list = dataclasses.field(default_factory=list)   # (spec, records, seconds, cached)
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, Any], **changes: Any) -> "Context":
+        """From notebook/profile parameters (missing names take their defaults)."""
+        from mtunet.losses import segmentation_loss
+        from mtunet.study.parameters import with_defaults
+
+        p = with_defaults(parameters)
+        segmentation_loss(p["seg_loss"])  # an unknown loss name fails here, before any training
+        base = RunSpec(model="mtunet", **{name: p[name] for name in RUN_PARAMETERS})
+        check_crop_settings(base)
+        return cls(p["profile"], resolve_path(p["runs_dir"]), base, bool(p["dry_run"]), **changes)
+
+    def spec(self, **changes: Any) -> RunSpec:
+        return dataclasses.replace(self.base, **changes)
+
+    def run_dir(self, spec: RunSpec, records: Sequence[Record]) -> Path:
+        return self.runs_dir / spec.run_id(records)
+
+    def is_trained(self, spec: RunSpec, records: Sequence[Record]) -> bool:
+        from mtunet.train import FINAL_WEIGHTS
+
+        run = self.run_dir(spec, records)
+        return (run / FINAL_WEIGHTS).exists() or (run / "step2-grader" / FINAL_WEIGHTS).exists()
+
+    def train(self, spec: RunSpec, records: Sequence[Record]):
+        if self.dry_run:
+            return build_untrained(spec)
+        import time
+
+        cached = self.is_trained(spec, records)
+        if not cached and self.before_training is not None:
+            self.before_training(spec)
+        started = time.time()
+        model = train_run(spec, records, runs_root=self.runs_dir, verbose=2)
+        self.trained.append((spec, list(records), time.time() - started, cached))
+        return model
+
+    def loader(self, spec: RunSpec, records: Sequence[Record]):
+        """A function returning the trained model, training it at most once, only if called."""
+        memo: list = []
+
+        def load():
+            if not memo:
+                memo.append(self.train(spec, records))
+            return memo[0]
+        return load
+
+    def score(self, kind: str, spec: RunSpec, train_records, test_name: str, test_records,
+              loader=None):
+        """Scores of a run on a test role (cached); trains the run first if needed."""
+        return cached_eval(kind, loader or self.loader(spec, train_records), spec, train_records,
+                           test_name, test_records, runs_root=self.runs_dir)
+
+    def history(self, spec: RunSpec, records: Sequence[Record]):
+        """The per-epoch log (history.csv) of a trained run (empty when there is none)."""
+        import pandas as pd
+
+        path = self.run_dir(spec, records) / "history.csv"
+        return pd.read_csv(path) if path.exists() else pd.DataFrame()
+
+    def run_info(self, spec: RunSpec, records: Sequence[Record]) -> dict[str, Any]:
+        """The run's run.json (model, encoder initialisation actually used, ...)."""
+        return json.loads((self.run_dir(spec, records) / "run.json").read_text())

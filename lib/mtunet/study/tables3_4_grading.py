@@ -1,0 +1,284 @@
+"""Tables 3 and 4: per-grade one-vs-rest ROC AUC of MTUnet against NASNet, DenseNet-201,
+ResNeXt-101 and InceptionResNetV2, on Table 3's test role (the paper's IDRiD-D) and Table 4's
+(the paper's SiDRP14-15); which sets play those roles is decided in :mod:`mtunet.study.roles`.
+
+The baselines train on the balanced graded training images; MTUnet's runs are Table 1's.
+
+Every AUC carries a 95 % interval (:func:`mtunet.metrics.auc_delong`: DeLong's, of the mean over
+runs, which accounts for the runs sharing their test images) and the number of positive images it
+rests on. Beside the AUCs: quadratic-weighted kappa and accuracy (with bootstrap intervals over
+images, in ``grading_summary``). A grader any of whose runs predicts one grade for every test image
+is flagged (``one_class``): its AUCs are shown, but the claims do not rank it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mtunet.config import GRADE_NAMES
+from mtunet.data.records import Record
+from mtunet.models.registry import label
+from mtunet.study.roles import grading_test_set
+from mtunet.study.runs import Context, input_size_for
+from mtunet.study.table1_variants import mtunet_spec
+
+TAG = "table3"
+COLUMNS = ["network", "seed", "grade", "value"]
+TABLE4_ROLE = "table4_test"
+REFERENCE_ROLE = "grade_test"        # the training population, scored for reference
+CONFIDENCE = 0.95
+
+
+def grading_rows(network: str, seed: int, evaluation) -> list[dict]:
+    return [{"network": network, "seed": seed, "grade": name, "value": 100 * float(auc)}
+            for name, auc in zip(GRADE_NAMES, evaluation.auc)]
+
+
+def grader_spec(ctx: Context, model: str, seed: int, image_size: int | None = None,
+                epochs: int | None = None):
+    """A baseline grader's run: whole images at `image_size` (raised to the model's minimum),
+    `epochs` (None: the profile's); the profile's lesion-crop settings do not apply to graders."""
+    size = input_size_for(model, image_size or ctx.base.image_size)
+    return ctx.spec(model=model, seed=seed, tag=TAG, image_size=size, epochs=epochs or ctx.base.epochs,
+                    work_size=None, patch_size=None, steps_per_epoch=None)
+
+
+def grade_only(model):
+    """The part of a multi-task model that computes the grade (MTUnet without its decoder): the
+    same grades at about a quarter of MTUnet's prediction time at 128 px (0.14 vs 0.58 s per image,
+    measured on 2 loaded cores). A grade-only model is returned as it is."""
+    import keras
+
+    outputs = model.output
+    if isinstance(outputs, dict) and "grade" in outputs and len(outputs) > 1:
+        return keras.Model(model.input, {"grade": outputs["grade"]}, name=f"{model.name}_grade")
+    return model
+
+
+def grade_loader(load):
+    """A loader (see ``Context.loader``) returning :func:`grade_only` of its model, built once."""
+    memo: list = []
+
+    def loaded():
+        if not memo:
+            memo.append(grade_only(load()))
+        return memo[0]
+    return loaded
+
+
+def grading_runs(ctx: Context, models: Sequence[str], seeds: Sequence[int],
+                 train: Sequence[Record], tests: dict[str, Sequence[Record]],
+                 image_size: int | None = None, epochs: int | None = None):
+    """Train every grader x seed on `train` (MTUnet: Table 1's runs, whatever `image_size` and
+    `epochs` say); per-grade ROC AUC on each non-empty test role.
+    Returns ({test: scores frame}, {(model, seed, test): GradingEval})."""
+    scores: dict[str, list[dict]] = {name: [] for name in tests}
+    evaluations = {}
+    for model in models:
+        for seed in seeds:
+            if model == "mtunet":
+                spec = mtunet_spec(ctx, seed)
+            else:
+                spec = grader_spec(ctx, model, seed, image_size=image_size, epochs=epochs)
+            if ctx.dry_run:
+                ctx.train(spec, train)
+                continue
+            load = grade_loader(ctx.loader(spec, train))
+            for test_name, test in tests.items():
+                if not test:
+                    continue
+                evaluation = ctx.score("grade", spec, train, test_name, test, loader=load)
+                evaluations[(model, seed, test_name)] = evaluation
+                scores[test_name] += grading_rows(label(model), seed, evaluation)
+    return {k: pd.DataFrame(v, columns=COLUMNS) for k, v in scores.items()}, evaluations
+
+
+def runs_of(evaluations: Mapping, test_name: str) -> dict[str, list]:
+    """{registry model name: [GradingEval of each seed]} on one test role."""
+    out: dict[str, list] = {}
+    for (model, _seed, name), ev in sorted(evaluations.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        if name == test_name:
+            out.setdefault(model, []).append(ev)
+    return out
+
+
+def _same_images(runs: Sequence) -> None:
+    first = list(runs[0].image_ids)
+    for ev in runs[1:]:
+        if list(ev.image_ids) != first:
+            raise ValueError("runs of one model were scored on different test images")
+
+
+def predicts_one_class(evaluation) -> bool:
+    """True when the grader gives every test image the same grade (argmax)."""
+    return len(np.unique(np.asarray(evaluation.prob).argmax(axis=1))) <= 1
+
+
+def auc_interval_rows(evaluations: Mapping, test_name: str) -> pd.DataFrame:
+    """Per network and grade: the 95 % DeLong interval of the mean AUC over runs (percent), the
+    positives and negatives it rests on, and why it is missing when it is."""
+    from mtunet.metrics import auc_delong
+
+    rows = []
+    for model, runs in runs_of(evaluations, test_name).items():
+        _same_images(runs)
+        probs = [ev.prob for ev in runs]
+        for grade, name in enumerate(GRADE_NAMES):
+            est = auc_delong(runs[0].y_true, probs, grade, CONFIDENCE)
+            rows.append({"network": label(model), "grade": name, "ci_low": 100 * est.low,
+                         "ci_high": 100 * est.high, "n_positive": est.n_positive,
+                         "n_test": est.n_positive + est.n_negative, "ci_note": est.reason})
+    return pd.DataFrame(rows, columns=["network", "grade", "ci_low", "ci_high", "n_positive",
+                                       "n_test", "ci_note"])
+
+
+def mean_auc_intervals(runs_by_network: Mapping[str, Sequence], metric: str = "roc") -> pd.DataFrame:
+    """Table 1's ROC column: per network, the 95 % interval of the mean over grades of the
+    one-vs-rest AUC, averaged over its runs (:func:`mtunet.metrics.mean_auc_interval`, a bootstrap
+    over images stratified by grade). `runs_by_network`: {network label: [GradingEval per seed]},
+    all scored on the same images. Returns network, metric, ci_low, ci_high (percent), n_test —
+    the `intervals` argument of :func:`mtunet.report.tables.compare_with_paper`."""
+    from mtunet.metrics import mean_auc_interval
+
+    rows = []
+    for network, runs in runs_by_network.items():
+        runs = list(runs)
+        if not runs:
+            continue
+        _same_images(runs)
+        est = mean_auc_interval(runs[0].y_true, [ev.prob for ev in runs], CONFIDENCE)
+        rows.append({"network": network, "metric": metric, "ci_low": 100 * est.low,
+                     "ci_high": 100 * est.high, "n_test": len(runs[0].y_true)})
+    return pd.DataFrame(rows, columns=["network", "metric", "ci_low", "ci_high", "n_test"])
+
+
+def grading_summary(evaluations: Mapping, test_name: str) -> pd.DataFrame:
+    """Per (network, seed) on one test role: mean AUC over grades, quadratic kappa and accuracy,
+    each with a 95 % interval (mean AUC: bootstrap stratified by grade; kappa, accuracy: bootstrap
+    over images), ECE, and whether the run predicts a single grade for every image."""
+    from mtunet.metrics import (bootstrap_ci, expected_calibration_error, mean_auc_interval,
+                                quadratic_kappa)
+
+    rows = []
+    for (model, seed, name), ev in evaluations.items():
+        if name != test_name:
+            continue
+        y, pred = np.asarray(ev.y_true), np.asarray(ev.prob).argmax(1)
+        auc = mean_auc_interval(y, ev.prob, CONFIDENCE)
+        kappa = bootstrap_ci(quadratic_kappa, y, pred, n_resamples=1000)
+        correct = (pred == y).astype(float)
+        accuracy = bootstrap_ci(np.mean, correct, n_resamples=1000)
+        counts = np.bincount(pred, minlength=len(GRADE_NAMES))
+        rows.append({"network": label(model), "seed": seed, "test_set": name, "n_test": len(y),
+                     "mean_auc": 100 * auc.auc, "mean_auc_low": 100 * auc.low,
+                     "mean_auc_high": 100 * auc.high,
+                     "kappa": quadratic_kappa(y, pred), "kappa_low": kappa.low, "kappa_high": kappa.high,
+                     "accuracy": 100 * float(correct.mean()), "accuracy_low": 100 * accuracy.low,
+                     "accuracy_high": 100 * accuracy.high,
+                     "ece": expected_calibration_error(y, ev.prob),
+                     "predicted_grades": int((counts > 0).sum()),
+                     "majority_share": 100 * float(counts.max() / max(len(y), 1)),
+                     "one_class": bool(predicts_one_class(ev))})
+    return pd.DataFrame(rows)
+
+
+def grading_table(scores: pd.DataFrame, evaluations: Mapping, test_name: str, paper_frame: pd.DataFrame,
+                  models: Sequence[str]) -> pd.DataFrame:
+    """One of Tables 3 and 4 beside the paper: per network and grade, ours (mean ± std over runs
+    [95 % DeLong interval]), ci_low/ci_high, the positives and test images the AUC rests on, the
+    network's kappa and accuracy (mean over runs) and its one-class flag.
+
+    scores: long form (network, seed, grade, value) of every run on `test_name`;
+    evaluations: (model, seed, test role) -> GradingEval; models: the registry names scored.
+    """
+    from mtunet.metrics import quadratic_kappa
+    from mtunet.report.tables import compare_with_paper, interval_cell
+
+    table = compare_with_paper(scores, paper_frame, key="grade", models=models)
+    intervals = auc_interval_rows(evaluations, test_name)
+    table = table.drop(columns=["ci_low", "ci_high"]).merge(intervals, on=["network", "grade"], how="left")
+    per_network = []
+    for model, runs in runs_of(evaluations, test_name).items():
+        preds = [np.asarray(ev.prob).argmax(1) for ev in runs]
+        per_network.append({"network": label(model),
+                            "kappa": float(np.mean([quadratic_kappa(ev.y_true, p) for ev, p in zip(runs, preds)])),
+                            "accuracy": 100 * float(np.mean([(p == ev.y_true).mean() for ev, p in zip(runs, preds)])),
+                            "one_class": any(predicts_one_class(ev) for ev in runs)})
+    extra = pd.DataFrame(per_network, columns=["network", "kappa", "accuracy", "one_class"])
+    table = table.merge(extra, on="network", how="left")
+    table["ours"] = [interval_cell(m, s, lo, hi) for m, s, lo, hi in
+                     zip(table["ours_mean"], table["ours_std"], table["ci_low"], table["ci_high"])]
+    first = ["network", "grade", "paper", "ours", "difference", "ci_low", "ci_high", "n_positive",
+             "n_test", "n_runs", "kappa", "accuracy", "one_class"]
+    return table[first + [c for c in table.columns if c not in first]]
+
+
+@dataclasses.dataclass
+class Tables3And4:
+    table3: pd.DataFrame
+    table4: pd.DataFrame
+    table3_name: str               # the test role of Table 3
+    evaluations: dict              # (model, seed, test role) -> GradingEval
+    summary: pd.DataFrame          # grading_summary of every test role scored
+
+
+def describe_test_set(splits, role: str) -> str:
+    """The `test_set` text of a table: the role, whether it is the paper's set or stands in for
+    it, and the role's note (where the images come from)."""
+    from mtunet.study.roles import PAPER_SETS
+
+    note = splits.notes.get(role, "")
+    if not splits[role] or role not in PAPER_SETS:
+        return f"{role}: {note}"
+    what = ("stand-in for " if splits.is_stand_in(role) else "the paper's ") + PAPER_SETS[role]
+    return f"{role} ({what}): {note}"
+
+
+def tables3_4(ctx: Context, splits, pseudo_train: Sequence[Record], grading_models: Sequence[str],
+              seeds: Sequence[int], grading_seeds: Sequence[int] | None, grader_image_size: int,
+              results: Path, grading_test_role: str = "auto", grader_epochs: int | None = None
+              ) -> Tables3And4:
+    """Train and score the baseline graders and MTUnet; write table3_grading_internal,
+    table4_grading_external and grading_summary (every run on every test role, with the
+    training population's held-out images as a reference when they are not already a table's)."""
+    from mtunet import paper
+    from mtunet.report.tables import write_table
+
+    table3_name, table3_test = grading_test_set(splits, grading_test_role)
+    tests = {table3_name: table3_test, TABLE4_ROLE: splits[TABLE4_ROLE]}
+    if REFERENCE_ROLE not in tests and splits.origins.get(TABLE4_ROLE) != REFERENCE_ROLE:
+        tests[REFERENCE_ROLE] = splits[REFERENCE_ROLE]
+    baseline_scores, evaluations = grading_runs(ctx, grading_models, grading_seeds or seeds,
+                                                pseudo_train, tests, image_size=grader_image_size,
+                                                epochs=grader_epochs)
+    mtunet_scores, mtunet_evals = grading_runs(ctx, ["mtunet"], seeds, pseudo_train, tests)
+    evaluations.update(mtunet_evals)
+    models = [*grading_models, "mtunet"]
+    made = {}
+    for number, role, frame in ((3, table3_name, paper.table3_frame()), (4, TABLE4_ROLE, paper.table4_frame())):
+        table = grading_table(pd.concat([baseline_scores[role], mtunet_scores[role]]), evaluations,
+                              role, frame, models)
+        table["test_set"] = describe_test_set(splits, role)
+        table["test_origin"] = splits.origins.get(role, role)
+        table["stand_in"] = splits.is_stand_in(role)
+        made[number] = table
+    note = ("ours: mean ± std over runs [95 % DeLong interval of that mean]; n_positive: test images "
+            "of that grade; kappa (quadratic) and accuracy (%): mean over runs; one_class: a run "
+            "predicted one grade for every image (not ranked by the claims).")
+    write_table(made[3], results, "table3_grading_internal",
+                f"Table 3 — ROC AUC (%) per grade, test set: {describe_test_set(splits, table3_name)}",
+                note=note)
+    write_table(made[4], results, "table4_grading_external",
+                f"Table 4 — ROC AUC (%) per grade (paper: SiDRP14-15), test set: "
+                f"{describe_test_set(splits, TABLE4_ROLE)}", note=note)
+    summary = pd.concat([grading_summary(evaluations, name) for name in tests if tests[name]],
+                        ignore_index=True) if evaluations else pd.DataFrame()
+    if not ctx.dry_run:
+        write_table(summary, results, "grading_summary",
+                    "Mean AUC, quadratic kappa, accuracy (95 % intervals) and ECE per run and test set",
+                    note="; ".join(f"{name}: {describe_test_set(splits, name)}" for name in tests))
+    return Tables3And4(made[3], made[4], table3_name, evaluations, summary)
