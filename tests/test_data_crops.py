@@ -169,7 +169,9 @@ def test_preload_caches_every_image(train_records, monkeypatch):
     first = seq[0][0]
     def no_io(*args, **kwargs):
         raise AssertionError("I/O after preload")
-    monkeypatch.setattr(crops, "prepare_example", no_io)
+    from mtunet.data import preprocess
+
+    monkeypatch.setattr(preprocess, "prepare_example", no_io)   # what the cache falls back to
     seq.on_epoch_end()
     seq.set_epoch(0)
     np.testing.assert_array_equal(seq[0][0], first)

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from mtunet.config import CLASS_INDEX, CLASS_NAMES_WITH_OD, LESION_GROUPS, LESIONS, N_GRADES
 from mtunet.config import n_seg_classes as n_seg_classes_for
-from mtunet.data.preprocess import fundus_mask, prepare_example
+from mtunet.data.preprocess import cached_example, fundus_mask
 
 LESION_CLASSES: tuple[int, ...] = tuple(CLASS_INDEX[c] for c in LESIONS)
 UNIFORM = 0  # the "drawn class" of a crop that was not centred on a lesion
@@ -158,18 +158,9 @@ class LesionCropSequence(keras.utils.PyDataset):
         self._lock = threading.Lock()
 
     # --- data -----------------------------------------------------------------------------------
-    def _key(self, k: int) -> str:
-        r = self.records[k]
-        return f"{r.key}|{r.image_path}"
-
     def example(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Prepared, un-augmented (image uint8 (S,S,3), label uint8 (S,S)) of record k at work_size."""
-        key = self._key(k)
-        hit = self.cache.get(key)
-        if hit is None:
-            hit = prepare_example(self.records[k], self.work_size, include_od=self.include_od)
-            self.cache[key] = hit
-        return hit
+        return cached_example(self.cache, self.records[k], self.work_size, self.include_od)
 
     def preload(self, progress: bool = True) -> None:
         """Prepare every record and build the sampling index (tqdm bar when there are many).

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from mtunet.config import N_GRADES
 from mtunet.config import n_seg_classes as n_seg_classes_for
-from mtunet.data.preprocess import load_arrays, prepare_example  # noqa: F401 (load_arrays re-exported)
+from mtunet.data.preprocess import cached_example, example_key, load_arrays, prepare_example  # noqa: F401 (load_arrays, prepare_example re-exported)
 
 _PRELOAD_BAR = 16  # show a progress bar when pre-loading at least this many images
 
@@ -77,24 +77,14 @@ class FundusSequence(keras.utils.PyDataset):
     def __len__(self) -> int:
         return math.ceil(len(self.records) / self.batch_size)
 
-    def _key(self, k: int) -> str:
-        r = self.records[k]
-        return f"{r.key}|{r.image_path}"
-
     def example(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Prepared, un-augmented (image uint8 (S,S,3), label uint8 (S,S)) of record k (cached)."""
-        key = self._key(k)
-        hit = self.cache.get(key)
-        if hit is not None:
-            return hit
-        out = prepare_example(self.records[k], self.image_size, include_od=self.include_od)
-        if self.cache_enabled:
-            self.cache[key] = out
-        return out
+        return cached_example(self.cache if self.cache_enabled else None, self.records[k],
+                              self.image_size, self.include_od)
 
     def preload(self, progress: bool = True) -> None:
         """Decode and prepare every record now (tqdm bar when there are many)."""
-        todo = [k for k in range(len(self.records)) if self._key(k) not in self.cache]
+        todo = [k for k in range(len(self.records)) if example_key(self.records[k]) not in self.cache]
         bar = progress and len(todo) >= _PRELOAD_BAR
         for k in tqdm(todo, desc="preparing images", unit="img", disable=not bar):
             self.example(k)

@@ -235,6 +235,24 @@ def prepare_example(record, image_size: int, include_od: bool = False) -> tuple[
     return out_image, label
 
 
+def example_key(record) -> str:
+    """The cache key of a record's prepared example: the record and its file."""
+    return f"{record.key}|{record.image_path}"
+
+
+def cached_example(cache: dict | None, record, image_size: int, include_od: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`prepare_example`, looked up in / stored into `cache` (None: no cache) under
+    :func:`example_key`, so a training sequence decodes each image once."""
+    key = example_key(record)
+    hit = cache.get(key) if cache is not None else None
+    if hit is None:
+        hit = prepare_example(record, image_size, include_od=include_od)
+        if cache is not None:
+            cache[key] = hit
+    return hit
+
+
 def load_arrays(records, image_size: int, include_od: bool = False, progress: bool = True):
     """Prepared arrays for evaluation: images uint8 (N,S,S,3), labels uint8 (N,S,S), grades int64 (N,).
 
