@@ -219,6 +219,20 @@ def test_resnext101_parameter_count():
     assert len(grouped) == 3 + 4 + 23 + 3
 
 
+@pytest.mark.backend
+def test_split_group_conv_is_the_grouped_convolution():
+    """ResNeXt's grouped 3x3 runs as plain convolutions on TensorFlow: same kernel, same output."""
+    x = np.random.default_rng(0).normal(size=(2, 9, 9, 64)).astype("float32")
+    for stride in (1, 2):
+        grouped = keras.layers.Conv2D(32, 3, strides=stride, groups=8, use_bias=False)
+        split = layers.SplitGroupConv2D(32, 3, strides=stride, groups=8, use_bias=False)
+        grouped.build(x.shape)
+        split.build(x.shape)
+        assert split.kernel.shape == grouped.kernel.shape == (3, 3, 8, 32)
+        split.set_weights(grouped.get_weights())
+        np.testing.assert_allclose(np.asarray(split(x)), np.asarray(grouped(x)), atol=1e-5)
+
+
 def test_registry_specs():
     expected = {"mtunet": "MTUnet", "unet": "UNet", "linknet": "LinkNet", "fpn": "Feature Pyramid",
                 "deeplabv3": "DeepLabv3", "nasnet_large": "NASNet", "densenet201": "DenseNet-201",

@@ -13,10 +13,28 @@ PROFILES_IN_README = re.findall(r"<!-- results:([a-z0-9_-]+) -->", (project_root
 
 
 @pytest.mark.parametrize("profile", PROFILES_IN_README)
-def test_readme_block_matches_the_committed_results(profile):
+def test_readme_blocks_match_the_committed_results(profile):
     text = (project_root() / "README.md").read_text()
-    assert readme.current_block(text, profile) == readme.results_block(profile), \
-        f"run python -m mtunet.report.readme --profile {profile}"
+    for kind, block in readme.blocks(profile, text).items():
+        assert readme.current_block(text, profile, kind) == block, \
+            f"{kind}:{profile} is stale: run python -m mtunet.report.readme --profile {profile}"
+
+
+# references and names that carry digits without being results: "Table 1", "Fig. 6", "Eq. 3",
+# "notebook 01", "512-px", a citation's year, names such as "Messidor-2" or "VGG16"
+NOT_RESULTS = re.compile(r"(Tables? \d( and \d)?|Fig\. \d|Eq\. \d|notebooks? \d\d|\d+-px|"
+                         r"\b(19|20)\d\d\b|\b[A-Za-z]+-?\d+(-\d+)?\b)")
+
+
+def test_the_readme_analysis_states_no_number_by_hand():
+    """The analysis of the cpu results quotes numbers only inside the rendered findings block."""
+    text = (project_root() / "README.md").read_text()
+    section = text[text.index("### Reading the `cpu` numbers"):text.index("## What is where")]
+    start, end = readme.markers("cpu", "findings")
+    assert start in section and end in section
+    prose = section[:section.index(start)] + section[section.index(end):]
+    typed = re.findall(r"[^.\n]*\d[^.\n]*", NOT_RESULTS.sub("", prose))
+    assert not typed, f"numbers typed by hand in the README's analysis: {typed}"
 
 
 def test_block_holds_tables_claims_and_figures():
@@ -38,6 +56,14 @@ def test_missing_markers_and_missing_results_are_errors(tmp_path):
         readme.replace_block("no markers here", "x", "block")
     with pytest.raises(UserError, match="no results for profile 'nope'"):
         readme.results_block("nope", root=tmp_path)
+
+
+def test_findings_block_is_rendered_where_the_readme_has_its_markers(tmp_path):
+    text = "<!-- results:smoke -->\n<!-- /results:smoke -->\n<!-- findings:smoke -->\n<!-- /findings:smoke -->\n"
+    rendered = readme.blocks("smoke", text)
+    assert set(rendered) == {"results", "findings"}
+    assert "**05 · Table 2 and Fig. 6**" in rendered["findings"]
+    assert set(readme.blocks("smoke", "<!-- results:smoke -->\n<!-- /results:smoke -->")) == {"results"}
 
 
 def test_check_mode_reports_a_stale_block(tmp_path, capsys):

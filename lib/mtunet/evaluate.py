@@ -82,12 +82,23 @@ class GradingEval:
             return cls(data["image_ids"].tolist(), data["y_true"], data["prob"], data["auc"])
 
 
+def run_model(model, batch: np.ndarray):
+    """The model's outputs on one float32 batch. ``predict_on_batch`` traces a graph function
+    once per model; a model set to run eagerly (the smoke profile: a few small images per run,
+    where tracing costs more than it saves) is called directly instead."""
+    if getattr(model, "run_eagerly", False):
+        out = model(batch, training=False)
+        return ({k: np.asarray(v) for k, v in out.items()} if isinstance(out, dict)
+                else [np.asarray(v) for v in out] if isinstance(out, (list, tuple)) else np.asarray(out))
+    return model.predict_on_batch(batch)
+
+
 def predict_batches(model, images: np.ndarray, batch_size: int = 4) -> dict[str, np.ndarray]:
     """Run the model over uint8 images in batches; returns its output dict as numpy arrays."""
     outputs: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size].astype("float32")
-        result = model.predict_on_batch(batch)
+        result = run_model(model, batch)
         if not isinstance(result, dict):
             result = {model.output_names[0]: result}
         for key, value in result.items():
@@ -121,7 +132,7 @@ def evaluate_segmentation(model, records: Sequence[Record], image_size: int,
 
 
 def evaluate_grading(model, records: Sequence[Record], image_size: int,
-                     batch_size: int = 4, arrays=None) -> GradingEval:
+                     batch_size: int = 16, arrays=None) -> GradingEval:
     """One-vs-rest ROC AUC per grade on graded records."""
     from mtunet.data.pipeline import load_arrays
     from mtunet.metrics import roc_auc_per_grade
@@ -386,7 +397,7 @@ def seg_predictor(model) -> PredictProbs:
     """``predict_probs`` for :func:`score_segmentation`: a Keras model's ``"seg"`` output."""
 
     def predict(images: np.ndarray) -> np.ndarray:
-        out = model.predict_on_batch(images)
+        out = run_model(model, images)
         if isinstance(out, dict):
             return np.asarray(out["seg"])
         if isinstance(out, (list, tuple)):
@@ -438,4 +449,5 @@ def model_at_size(model, size: int, name: str | None = None):
     if seg is not None and tuple(seg.shape[1:3]) != (size, size):
         raise ValueError(f"model_at_size: {model.name} at {size} px gives a {seg.shape[1:3]} map; "
                          "rebuild it by registry name (name=...)")
+    new.run_eagerly = bool(getattr(model, "run_eagerly", False))   # predicted as the model would be
     return new

@@ -9,7 +9,8 @@ ResNeXt-101 (32x4d) (Xie et al. 2017) is not in keras.applications, so it is bui
 stem and 3x3/2 max-pool, then bottleneck blocks [3, 4, 23, 3] with cardinality 32 and group width
 4 (so 128, 256, 512, 1024 channels in the grouped 3x3 convolutions; outputs 256 ... 2048), the
 stride on the grouped 3x3 (torchvision's layout), a 1x1 projection shortcut on each stage's first
-block, batch norm after every convolution. With the 1000-class head it has 44,177,704 parameters
+block, batch norm after every convolution (the grouped 3x3 is ``layers.SplitGroupConv2D``: the
+same convolution, run as 32 plain ones on TensorFlow, whose CPU grouped kernel is very slow). With the 1000-class head it has 44,177,704 parameters
 (published: 44.2 M). Input scaling "torch" (the ImageNet ResNeXt weights of torchvision / timm use
 it); no pretrained weights are loadable for it.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 import keras
 
 from .encoders import ENCODERS, build_encoder
-from .layers import InputScaling, grade_head
+from .layers import InputScaling, SplitGroupConv2D, grade_head
 from .weights import check_encoder_weights, load_encoder_weights
 
 APPLICATION_GRADERS = ("nasnet_large", "nasnet_mobile", "densenet201", "inception_resnet_v2")
@@ -103,8 +104,8 @@ def _resnext_block(x, width, out_filters, stride, groups, name):
     y = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_1_bn")(y)
     y = keras.layers.Activation("relu", name=f"{name}_1_relu")(y)
     y = keras.layers.ZeroPadding2D(1, name=f"{name}_2_pad")(y)
-    y = keras.layers.Conv2D(width, 3, strides=stride, groups=groups, use_bias=False,
-                            name=f"{name}_2_conv")(y)
+    y = SplitGroupConv2D(width, 3, strides=stride, groups=groups, use_bias=False,
+                         name=f"{name}_2_conv")(y)
     y = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_2_bn")(y)
     y = keras.layers.Activation("relu", name=f"{name}_2_relu")(y)
     y = keras.layers.Conv2D(out_filters, 1, use_bias=False, name=f"{name}_3_conv")(y)

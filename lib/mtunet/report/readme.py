@@ -3,9 +3,11 @@
     python -m mtunet.report.readme --profile cpu            # rewrite the block between the markers
     python -m mtunet.report.readme --profile cpu --check    # exit 1 if the README's block is stale
 
-The block sits between ``<!-- results:<profile> -->`` and ``<!-- /results:<profile> -->``; the
-text around it (analysis, deviations) is written by people and left alone. A test regenerates the
-block from the committed tables and compares, so README and results/ cannot drift apart.
+The block sits between ``<!-- results:<profile> -->`` and ``<!-- /results:<profile> -->``; where the
+README also has ``<!-- findings:<profile> -->`` markers, every notebook's "What we found" sentences
+(:mod:`mtunet.report.findings`) go there, so the numbers the analysis quotes are rendered too. The
+prose around the blocks is written by people and states no numbers. A test regenerates both
+blocks from the committed tables and compares, so README and results/ cannot drift apart.
 """
 from __future__ import annotations
 
@@ -31,8 +33,25 @@ FIGURES = [("table1_variants.png", "Table 1: paper vs reproduced"),
            ("pseudo_label_samples.png", "Pseudo masks of grade-only training images")]
 
 
-def markers(profile: str) -> tuple[str, str]:
-    return f"<!-- results:{profile} -->", f"<!-- /results:{profile} -->"
+def markers(profile: str, kind: str = "results") -> tuple[str, str]:
+    return f"<!-- {kind}:{profile} -->", f"<!-- /{kind}:{profile} -->"
+
+
+def findings_block(profile: str, root: Path | None = None) -> str:
+    """Every notebook's findings, rendered from results/<profile>/ (the README's analysis)."""
+    from mtunet.report.findings import all_markdown
+
+    results = (root or project_root()) / "results" / profile
+    return (f"Rendered from [`results/{profile}/`](results/{profile}) by `python -m mtunet.report.readme "
+            f"--profile {profile}`; each notebook ends with the same sentences.\n\n" + all_markdown(results))
+
+
+def blocks(profile: str, text: str, root: Path | None = None) -> dict[str, str]:
+    """The blocks the README holds markers for: results (required) and findings (optional)."""
+    out = {"results": results_block(profile, root)}
+    if markers(profile, "findings")[0] in text:
+        out["findings"] = findings_block(profile, root)
+    return out
 
 
 def _table(frame: pd.DataFrame, columns: list[str]) -> str:
@@ -117,16 +136,16 @@ def results_block(profile: str, root: Path | None = None) -> str:
     return "\n\n".join(parts)
 
 
-def replace_block(text: str, profile: str, block: str) -> str:
-    start, end = markers(profile)
+def replace_block(text: str, profile: str, block: str, kind: str = "results") -> str:
+    start, end = markers(profile, kind)
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     if not pattern.search(text):
         raise UserError(f"README has no {start} … {end} markers")
     return pattern.sub(lambda _: f"{start}\n{block}\n{end}", text, count=1)
 
 
-def current_block(text: str, profile: str) -> str | None:
-    start, end = markers(profile)
+def current_block(text: str, profile: str, kind: str = "results") -> str | None:
+    start, end = markers(profile, kind)
     match = re.search(re.escape(start) + r"\n(.*?)\n" + re.escape(end), text, re.S)
     return match.group(1) if match else None
 
@@ -140,18 +159,21 @@ def main(argv=None) -> int:
     args.readme = args.readme or project_root() / "README.md"
     try:
         text = args.readme.read_text()
-        block = results_block(args.profile)
+        rendered = blocks(args.profile, text)
         if args.check:
-            if current_block(text, args.profile) != block:
-                print(f"{args.readme}: the results:{args.profile} block is out of date; run "
+            stale = [kind for kind, block in rendered.items()
+                     if current_block(text, args.profile, kind) != block]
+            for kind in stale:
+                print(f"{args.readme}: the {kind}:{args.profile} block is out of date; run "
                       f"python -m mtunet.report.readme --profile {args.profile}", file=sys.stderr)
-                return 1
-            return 0
-        args.readme.write_text(replace_block(text, args.profile, block))
+            return 1 if stale else 0
+        for kind, block in rendered.items():
+            text = replace_block(text, args.profile, block, kind)
+        args.readme.write_text(text)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.readme}: results:{args.profile} block updated")
+    print(f"{args.readme}: {', '.join(f'{k}:{args.profile}' for k in rendered)} block updated")
     return 0
 
 

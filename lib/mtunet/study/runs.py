@@ -93,6 +93,23 @@ def model_tasks(model_name: str) -> tuple[str, ...]:
     return tuple(MODELS[model_name].tasks)
 
 
+def history_by_task(frame, tasks: Sequence[str]):
+    """A run's per-epoch log with a single-task model's loss and accuracy copied under the names
+    a multi-task model logs them (``seg_loss``; ``grade_loss``, ``grade_acc``; and their ``val_``
+    columns), so segmenters, graders and MTUnet share the panels of one training-curve figure.
+    The frame is copied, never changed; a multi-task log is returned as it is."""
+    tasks = tuple(tasks)
+    if len(tasks) != 1 or frame is None or not len(frame):
+        return frame
+    out = frame.copy()
+    names = {"loss": f"{tasks[0]}_loss", "acc": "grade_acc"} if tasks == ("grade",) else {"loss": "seg_loss"}
+    for old, new in names.items():
+        for prefix in ("", "val_"):
+            if prefix + old in out.columns and prefix + new not in out.columns:
+                out[prefix + new] = out[prefix + old]
+    return out
+
+
 def input_size_for(model: str, size: int) -> int:
     """`size`, or the model's smallest valid input when `size` is below it (InceptionV3: 75 px)."""
     from mtunet.models.registry import MODELS
@@ -275,6 +292,10 @@ class Context:
     dry_run: bool = False
     before_training: Any = None
     trained: list = dataclasses.field(default_factory=list)   # (spec, records, seconds, cached)
+    # the model of the last run trained or loaded, by run id: scoring straight after training
+    # reuses it instead of building the network again and reading its weights back (one model
+    # only, so memory stays flat over a notebook's many runs)
+    _last: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, Any], **changes: Any) -> "Context":
@@ -305,12 +326,17 @@ class Context:
             return build_untrained(spec)
         import time
 
+        run_id = spec.run_id(records)
+        if run_id in self._last:
+            return self._last[run_id]
         cached = self.is_trained(spec, records)
         if not cached and self.before_training is not None:
             self.before_training(spec)
         started = time.time()
         model = train_run(spec, records, runs_root=self.runs_dir, verbose=2)
         self.trained.append((spec, list(records), time.time() - started, cached))
+        self._last.clear()
+        self._last[run_id] = model
         return model
 
     def loader(self, spec: RunSpec, records: Sequence[Record]):

@@ -148,3 +148,31 @@ def mtunet_model(ctx: Context, seed: int, pseudo_train: Sequence[Record]):
     """Table 1's trained MTUnet for `seed` (the hand-over to Tables 2-4): loaded from its run,
     or trained now if notebook 04 has not trained it."""
     return ctx.train(mtunet_spec(ctx, seed), pseudo_train)
+
+
+def histories(ctx: Context, pseudo_train: Sequence[Record], seeds: Sequence[int],
+              variants: Sequence[str]) -> dict[tuple[str, int], pd.DataFrame]:
+    """Per-epoch training logs of Table 1's runs, {(network label, seed): frame}, for the
+    training-curve figure (runs not trained yet give an empty frame). Variant B trains in two
+    steps: its segmenter's log (step 1) and its grader's (step 2) are joined on the epoch, each
+    under its task's column names (``runs.history_by_task``)."""
+    from mtunet.study.runs import history_by_task, model_tasks
+
+    out = {}
+    for model in variants:
+        for seed in seeds:
+            spec = ctx.spec(model=model, seed=seed, tag=TAG)
+            if model == "variant_b":
+                run = ctx.run_dir(spec, pseudo_train)
+                steps = [history_by_task(pd.read_csv(run / step / "history.csv"), tasks)
+                         for step, tasks in (("step1-segmenter", ("seg",)), ("step2-grader", ("grade",)))
+                         if (run / step / "history.csv").exists()]
+                steps = [frame.drop(columns=[c for c in ("loss", "acc", "val_loss", "val_acc",
+                                                         "epoch_seconds", "val_epoch_seconds")
+                                             if c in frame.columns]) for frame in steps]
+                frame = (steps[0].merge(steps[1], on="epoch", how="outer") if len(steps) == 2
+                         else steps[0] if steps else pd.DataFrame())
+            else:
+                frame = history_by_task(ctx.history(spec, pseudo_train), model_tasks(model))
+            out[(label(model, "table1"), seed)] = frame
+    return out

@@ -155,6 +155,20 @@ def initialisations(ctx: Context, models: Sequence[str], seed: int, train_for: d
     return pd.DataFrame(rows, columns=["network", "encoder_init"])
 
 
+def histories(ctx: Context, models: Sequence[str], seeds: Sequence[int], train: Sequence[Record],
+              train_for: dict[str, Sequence[Record]] | None = None, label_table: str = ""
+              ) -> dict[tuple[str, int], pd.DataFrame]:
+    """Per-epoch training logs of the segmentation runs :func:`segmentation_runs` trains (same
+    specs and records: pass the same ``train_for``), {(network label, seed): frame}, with a
+    segmenter's loss also under ``seg_loss`` so it shares a panel with MTUnet's."""
+    from mtunet.study.runs import history_by_task, model_tasks
+
+    return {(label(model, label_table), seed):
+            history_by_task(ctx.history(run_spec(ctx, model, seed), (train_for or {}).get(model, train)),
+                            model_tasks(model))
+            for model in models for seed in seeds}
+
+
 @dataclasses.dataclass
 class Table2:
     table: pd.DataFrame           # beside the paper

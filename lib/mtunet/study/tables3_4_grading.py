@@ -97,6 +97,23 @@ def grading_runs(ctx: Context, models: Sequence[str], seeds: Sequence[int],
     return {k: pd.DataFrame(v, columns=COLUMNS) for k, v in scores.items()}, evaluations
 
 
+def histories(ctx: Context, pseudo_train: Sequence[Record], grading_models: Sequence[str],
+              seeds: Sequence[int], grading_seeds: Sequence[int] | None, image_size: int | None = None,
+              epochs: int | None = None) -> dict[tuple[str, int], pd.DataFrame]:
+    """Per-epoch training logs of the graders :func:`tables3_4` trains (same arguments), and of
+    MTUnet's runs (Table 1's, one per seed), {(network label, seed): frame}; a grader's loss and
+    accuracy also appear as ``grade_loss`` / ``grade_acc``, MTUnet's names for them."""
+    from mtunet.study.runs import history_by_task, model_tasks
+
+    out = {(label(model), seed): history_by_task(
+               ctx.history(grader_spec(ctx, model, seed, image_size=image_size, epochs=epochs),
+                           pseudo_train), model_tasks(model))
+           for model in grading_models for seed in (grading_seeds or seeds)}
+    out.update({(label("mtunet"), seed): ctx.history(mtunet_spec(ctx, seed), pseudo_train)
+                for seed in seeds})
+    return out
+
+
 def runs_of(evaluations: Mapping, test_name: str) -> dict[str, list]:
     """{registry model name: [GradingEval of each seed]} on one test role."""
     out: dict[str, list] = {}

@@ -1,0 +1,94 @@
+"""Each notebook's "What we found": rendered from its own tables, with the study's rules applied."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtunet.config import project_root
+from mtunet.report import findings
+from mtunet.report.tables import read_table, write_table
+
+SMOKE = project_root() / "results" / "smoke"
+
+
+@pytest.mark.parametrize("notebook", sorted(findings.NOTEBOOKS))
+def test_every_notebook_renders_from_the_smoke_results(notebook):
+    text = findings.markdown(notebook, SMOKE)
+    assert text.startswith(findings.HEADING)
+    bullets = [line for line in text.splitlines() if line.startswith("- ")]
+    assert bullets, text
+    assert "nan" not in text.lower().replace("nanmean", ""), text
+    assert "was not produced" not in text, text
+
+
+def test_numbers_are_the_tables_numbers():
+    seed = read_table(SMOKE, "seed_segmenter").set_index("group")
+    text = findings.markdown("02", SMOKE)
+    assert f"red {seed.at['red', 'dice_pooled']:.1f} %" in text
+    assert f"yellow {seed.at['yellow', 'dice_pooled']:.1f} %" in text
+    table2 = read_table(SMOKE, "table2_segmentation")
+    row = table2[(table2["network"] == "MTUnet") & (table2["metric"] == "red")].iloc[0]
+    text = findings.markdown("05", SMOKE)
+    assert f"MTUnet {row.ours_mean:.1f} ± {row.ours_std:.1f} %" in text
+    assert f"[{row.ci_low:.1f}, {row.ci_high:.1f}]" in text
+
+
+@pytest.mark.parametrize("ratio,word", [(4.7, "a flood"), (2.01, "a flood"), (2.0, ""), (1.0, ""),
+                                        (0.5, ""), (0.49, "a collapse"), (0.0, "a collapse"),
+                                        (float("nan"), "")])
+def test_area_ratio_outside_half_to_double_is_called_a_flood_or_a_collapse(ratio, word):
+    caveat = findings.area_caveat(ratio)
+    assert caveat.startswith(word) if word else caveat == ""
+    assert (word in findings.dice_with_area(12.0, ratio)) if word else "flood" not in findings.dice_with_area(12.0, ratio)
+
+
+def test_a_missing_table_is_said_not_guessed(tmp_path):
+    for notebook in findings.NOTEBOOKS:
+        text = findings.markdown(notebook, tmp_path)
+        if notebook != "07":
+            assert "was not produced" in text, (notebook, text)
+
+
+def test_one_class_graders_are_named_and_not_ranked(tmp_path):
+    rows = [{"network": n, "seed": 0, "test_set": "table3_test", "n_test": 300, "mean_auc": auc,
+             "mean_auc_low": auc - 5, "mean_auc_high": auc + 5, "kappa": 0.1, "accuracy": 30.0,
+             "one_class": one} for n, auc, one in (("A", 80.0, True), ("B", 60.0, False))]
+    write_table(pd.DataFrame(rows), tmp_path, "grading_summary")
+    text = findings.markdown("06", tmp_path)
+    assert "table3_test, 300 images" in text and "A 80.0 [75.0, 85.0]" in text
+    flagged = [line for line in text.splitlines() if "AUC not ranked" in line]
+    assert len(flagged) == 1 and ": A." in flagged[0] and "B" not in flagged[0]
+
+
+def test_pseudo_masks_that_grow_with_the_grade_are_said_to_follow_it(tmp_path):
+    rng = np.random.default_rng(0)
+    grades = np.repeat(np.arange(5), 12)
+    red = np.where(grades > 0, grades * 0.1 + rng.normal(0, 0.02, grades.size), 0.0)
+    frame = pd.DataFrame({"image_id": [f"i{k}" for k in range(grades.size)], "grade": grades,
+                          "suppressed_grade0": grades == 0, "MA_fraction": red / 2,
+                          "HE_fraction": red / 2, "EX_fraction": rng.uniform(0, 1, grades.size),
+                          "SE_fraction": 0.0})
+    write_table(frame, tmp_path, "pseudo_labels")
+    text = findings.markdown("03", tmp_path)
+    red_line = next(line for line in text.splitlines() if "red-lesion area" in line)
+    yellow_line = next(line for line in text.splitlines() if "yellow-lesion area" in line)
+    assert "rises with the grade" in red_line and "48 images of grades 1–4" in red_line
+    assert "does not follow the grade measurably" in yellow_line
+    assert "12 grade-0 images are emptied" in text
+
+
+def test_verdicts_come_from_the_claims_module():
+    from mtunet.report.claims import CHECKS
+
+    verdict, _ = CHECKS["variant_c_best"](SMOKE)
+    assert f"**{verdict}**" in findings.markdown("04", SMOKE)
+    tally = re.search(r"Over the paper's (\d+) claims", findings.markdown("07", SMOKE))
+    assert tally and int(tally.group(1)) == len(CHECKS)
+
+
+def test_unknown_notebook_is_an_error():
+    with pytest.raises(KeyError, match="no findings for notebook '09'"):
+        findings.findings("09", SMOKE)
