@@ -185,25 +185,6 @@ def test_reliability_diagram_and_ece(tmp_path):
     _saved(fig, tmp_path, "reliability")
 
 
-def test_paper_vs_ours_bars(tmp_path):
-    frame = pd.DataFrame({"network": ["UNet", "LinkNet", "MTUnet"],
-                          "paper": [0.52, 0.55, np.nan], "ours": [0.48, 0.50, 0.53],
-                          "ours_std": [0.02, 0.03, 0.01]})
-    fig = F.paper_vs_ours_bars(frame, "network", "paper", "ours", "ours_std",
-                               title="Table 2: red lesion Dice")
-    _saved(fig, tmp_path, "paper_vs_ours")
-
-
-def test_metric_vs_parameter(tmp_path):
-    frame = pd.DataFrame({"alpha": [0.01, 0.1, 1.0, 10.0], "dice": [0.4, 0.5, 0.52, 0.45],
-                          "dice_std": [0.01, 0.02, 0.01, 0.03], "kappa": [0.6, 0.7, 0.72, 0.7]})
-    fig = F.metric_vs_parameter(frame, "alpha", ["dice", "kappa", "missing"], title="α sweep")
-    assert fig.axes[0].get_xscale() == "log"
-    _saved(fig, tmp_path, "alpha")
-    frame0 = frame.assign(alpha=[0.0, 0.1, 1.0, 10.0])
-    assert F.metric_vs_parameter(frame0, "alpha", ["dice"]).axes[0].get_xscale() == "linear"
-
-
 def test_lesion_size_plot_draws_one_line_per_lesion_and_skips_native_rows():
     import pandas as pd
 

@@ -88,7 +88,7 @@ def _evaluations(strengths, n=200, seeds=(0,), test="table3_test", seed=0):
 
 
 def _grading_table(evaluations, test="table3_test"):
-    from mtunet.study.tables3_4_grading import grading_rows, grading_table, runs_of
+    from mtunet.study.tables3_4_grading import grading_rows, grading_table
     from mtunet.models.registry import label
 
     scores = pd.DataFrame([row for (model, seed, name), ev in evaluations.items() if name == test

@@ -37,7 +37,18 @@ def test_the_rule_never_picks_a_flood_or_a_collapse():
                           "yellow_area_ratio": [1.0, 2.5, 1.0, 1.0]})
     assert selection.choose(table) == [False, True, False, False]
     table["red_area_ratio"] = [28.0, 3.5, 0.2, 0.05]
-    assert selection.choose(table) == [False] * 4                       # nothing eligible
+    assert not selection.eligible(table).any()
+    # the fallback: nearest the band, whatever the Dice (3.5 is nearer 3 than 0.2 is to 1/3)
+    assert selection.choose(table) == [False, True, False, False]
+    table["red_area_ratio"] = [0.0, 0.0, 0.0, 0.0]
+    assert selection.choose(table) == [False] * 4                       # all collapse: none
+
+
+def test_distance_to_the_bounds_is_zero_inside_and_logarithmic_outside():
+    table = pd.DataFrame({"red_area_ratio": [1.0, 6.0, 1 / 6, 0.0], "yellow_area_ratio": [2.0, 1.0, 1.0, 1.0]})
+    distance = selection.distance_to_bounds(table)
+    assert distance[0] == 0 and distance[1] == pytest.approx(np.log(2)) == pytest.approx(distance[2])
+    assert np.isinf(distance[3])
 
 
 def test_parse_candidates():

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import importlib
 
-from .registry import MODELS, ModelSpec, build_model, label
+from .registry import (MODELS as MODELS, ModelSpec as ModelSpec,  # re-exported
+                       build_model as build_model, label as label)
 
 _LAZY = {
     "GRADERS": "grading", "build_grader": "grading", "build_resnext101_imagenet_classifier": "grading",

@@ -1110,89 +1110,6 @@ def grading_heatmap(table, title: str | None = None, name: str = ""):
 # --------------------------------------------------------------------------------------------
 
 @_styled
-def paper_vs_ours_bars(frame, label_col: str, paper_col: str, ours_col: str,
-                       ours_err_col: str | None = None, title: str = "Paper vs. reproduction",
-                       ylabel: str = "value (%)"):
-    """The paper's reported value next to ours (± ``ours_err_col``, e.g. std over runs) per
-    row: the at-a-glance reproduction verdict for Tables 1-3. A missing paper value is
-    marked "n/r" (not reported); values are written on the bars.
-    """
-    plt = _plt()
-    labels = [str(v) for v in frame[label_col]]
-    paper = np.asarray(frame[paper_col], dtype=float)
-    ours = np.asarray(frame[ours_col], dtype=float)
-    err = (np.asarray(frame[ours_err_col], dtype=float)
-           if ours_err_col and ours_err_col in frame.columns else None)
-    x = np.arange(len(labels))
-    w = 0.38
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(labels) + 2.5), 4.4))
-    b1 = ax.bar(x - w / 2, np.nan_to_num(paper), w, color="#8c8c8c", label="paper")
-    b2 = ax.bar(x + w / 2, np.nan_to_num(ours), w, color="#4c72b0",
-                label="ours" + (" (± error bar)" if err is not None else ""),
-                yerr=None if err is None else np.nan_to_num(err), capsize=4,
-                error_kw={"elinewidth": 1.2, "ecolor": "black"})
-    top = np.nanmax(np.concatenate([paper, ours + (np.nan_to_num(err) if err is not None else 0)
-                                    , [0.0]]))
-    offset = 0.01 * (top if np.isfinite(top) and top > 0 else 1.0)
-    for bars, vals, errs in ((b1, paper, None), (b2, ours, err)):
-        for k, (bar, v) in enumerate(zip(bars, vals)):
-            xc = bar.get_x() + bar.get_width() / 2
-            if not np.isfinite(v):
-                ax.text(xc, offset, "n/r", ha="center", va="bottom", fontsize=8, color="grey")
-                continue
-            e = errs[k] if errs is not None and np.isfinite(errs[k]) else 0.0
-            ax.text(xc, v + e + offset, f"{v:.3g}", ha="center", va="bottom", fontsize=7.5)
-    ax.set_xticks(x)
-    ax.set_xticklabels(labels, rotation=25 if len(labels) > 4 else 0,
-                       ha="right" if len(labels) > 4 else "center")
-    ax.set_xlabel(readable(label_col))
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.margins(y=0.12)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    fig.tight_layout()
-    return fig
-
-
-@_styled
-def metric_vs_parameter(frame, x: str, ys: Sequence[str], title: str = "Metrics vs. parameter",
-                        ylabel: str = "value (%)"):
-    """Metrics against a swept parameter: where a trade-off is best. Log x axis when every
-    x > 0 and the values span more than 10x; ticks sit at the swept values (a parameter takes
-    only those). A ``<y>_std`` column, when present, is drawn as error bars. Missing ``ys``
-    columns are skipped; legends use readable names.
-    """
-    plt = _plt()
-    data = frame.sort_values(x)
-    xv = np.asarray(data[x], dtype=float)
-    fig, ax = plt.subplots(figsize=(6.0, 4.2))
-    drawn = 0
-    for y in ys:
-        if y not in data.columns:
-            continue
-        yerr = np.asarray(data[f"{y}_std"], dtype=float) if f"{y}_std" in data.columns else None
-        ax.errorbar(xv, np.asarray(data[y], dtype=float), yerr=yerr, marker="o", capsize=3,
-                    label=readable(y))
-        drawn += 1
-    log = bool(xv.size) and np.all(xv > 0) and xv.max() / xv.min() > 10
-    if log:
-        ax.set_xscale("log")
-    ax.set_xticks(xv)
-    ax.set_xticklabels([f"{v:g}" for v in xv])
-    ax.minorticks_off()
-    ax.set_xlabel(readable(x) + (" (log scale)" if log else ""))
-    ax.set_ylabel(ylabel if len(ys) != 1 else readable(ys[0]))
-    ax.set_title(title)
-    if drawn:
-        ax.legend()
-    else:
-        ax.text(0.5, 0.5, "none of the columns present", transform=ax.transAxes,
-                ha="center", va="center", color="grey")
-    fig.tight_layout()
-    return fig
-
-
-@_styled
 def lesion_size_plot(table, title: str = "Lesion size against working resolution (IDRiD-S)"):
     """Left: share of lesions under one pixel across; right: how much the any-overlap resize
     fattens the masks. One line per lesion type, x = working image size (mtunet.study.datasets.lesion_sizes)."""
@@ -1392,6 +1309,6 @@ def ablation_plot(frame, parameter: str, title: str, paper_choice=None, grading_
 
 __all__ = ["ERROR_COLOURS", "ablation_plot", "class_balance", "confusion_matrix_plot", "error_map_rgb",
            "fundus_fov", "grade_ticks", "grading_heatmap", "lesion_area_by_grade", "lesion_error_map",
-           "lesion_size_plot", "metric_vs_parameter", "overlay", "overlay_comparison", "paper_vs_ours",
-           "paper_vs_ours_bars", "present_classes", "readable", "reliability_diagram", "roc_by_network",
-           "roc_curves", "sample_grid", "save", "segmentation_overlays", "training_curves"]
+           "lesion_size_plot", "overlay", "overlay_comparison", "paper_vs_ours", "present_classes",
+           "readable", "reliability_diagram", "roc_by_network", "roc_curves", "sample_grid", "save",
+           "segmentation_overlays", "training_curves"]

@@ -9,6 +9,11 @@ The rule, fixed before any result was seen: among the candidates whose red and y
 (predicted / true lesion pixels) both lie within [1/3, 3], the highest mean of red and yellow
 pooled Dice. A flood (ratio >> 1) can score a non-zero Dice and a collapse (ratio ~ 0) scores
 zero; neither can be chosen. ``python -m mtunet select-loss`` runs it for a profile.
+
+The fallback, added when the cpu profile's first selection found no eligible candidate (it says
+so in the table's note, and the table marks which rule chose): the candidate whose area ratios
+lie nearest the band — the smallest worst-group distance |log(ratio / bound)| outside it — so a
+near miss is preferred to a collapse, and Dice plays no part in it.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from mtunet.errors import UserError
 from mtunet.study.runs import Context
 
 COLUMNS = ["seg_loss", "epochs", "optimiser", "red_dice", "yellow_dice", "mean_dice", "red_area_ratio",
-           "yellow_area_ratio", "chosen"]
+           "yellow_area_ratio", "eligible", "chosen"]
 TAG = "loss_selection"
 AREA_RATIO_BOUNDS = (1 / 3, 3.0)   # a candidate outside them floods or collapses: not eligible
 
@@ -56,19 +61,39 @@ def score_candidates(ctx: Context, seed_model: str, candidates: Sequence[tuple],
                      "red_dice": red, "yellow_dice": yellow, "mean_dice": (red + yellow) / 2,
                      "red_area_ratio": ev.scores["red_area_ratio"],
                      "yellow_area_ratio": ev.scores["yellow_area_ratio"]})
-    table = pd.DataFrame(rows, columns=COLUMNS[:-1])
+    table = pd.DataFrame(rows, columns=COLUMNS[:-2])
+    table["eligible"] = eligible(table).tolist()
     table["chosen"] = choose(table)
     return table
 
 
-def choose(table: pd.DataFrame) -> list[bool]:
-    """The rule: the highest mean Dice among candidates with both area ratios inside the bounds
-    (none chosen when no candidate is eligible)."""
+def eligible(table: pd.DataFrame) -> pd.Series:
+    """Candidates whose red and yellow area ratios both lie inside AREA_RATIO_BOUNDS."""
     low, high = AREA_RATIO_BOUNDS
-    eligible = table["red_area_ratio"].between(low, high) & table["yellow_area_ratio"].between(low, high)
-    if not eligible.any():
-        return [False] * len(table)
-    best = table.loc[eligible, "mean_dice"].idxmax()
+    return table["red_area_ratio"].between(low, high) & table["yellow_area_ratio"].between(low, high)
+
+
+def distance_to_bounds(table: pd.DataFrame) -> pd.Series:
+    """Per candidate, the worse group's |log(ratio / nearest bound)| outside the bounds (0 inside;
+    a ratio of 0 is infinitely far)."""
+    low, high = AREA_RATIO_BOUNDS
+    with np.errstate(divide="ignore"):
+        ratios = np.log(table[["red_area_ratio", "yellow_area_ratio"]].astype(float).clip(lower=0))
+    outside = np.maximum(ratios - np.log(high), np.log(low) - ratios).clip(lower=0)
+    return outside.max(axis=1)
+
+
+def choose(table: pd.DataFrame) -> list[bool]:
+    """The rule: the highest mean Dice among candidates with both area ratios inside the bounds;
+    when none is, the fallback: the candidate nearest the bounds (none when every one collapses)."""
+    inside = eligible(table)
+    if inside.any():
+        best = table.loc[inside, "mean_dice"].idxmax()
+    else:
+        distance = distance_to_bounds(table)
+        if not np.isfinite(distance).any():
+            return [False] * len(table)
+        best = distance.idxmin()
     return [i == best for i in table.index]
 
 
@@ -108,13 +133,20 @@ def select_loss(ctx: Context, splits, seed_model: str, candidates: Sequence[tupl
               if base.on_crops else f"whole images at {base.image_size} px, batch {base.batch_size}")
     low, high = AREA_RATIO_BOUNDS
     chosen = table.loc[table["chosen"], "seg_loss"].tolist()
+    if not chosen:
+        outcome = "No candidate is eligible and every one collapses: none chosen."
+    elif table["eligible"].any():
+        outcome = f"Chosen by the rule: {chosen[0]}."
+    else:
+        outcome = (f"No candidate is eligible (each floods or collapses on these images); chosen by "
+                   f"the fallback (added after this outcome): "
+                   f"{chosen[0]}, the candidate whose area ratios lie nearest [{low:.2f}, {high:g}] "
+                   f"(smallest worst-group |log(ratio / bound)|).")
     note = (f"{seed_model}, {recipe}; trained on {len(fit)} IDRiD-S training images, scored at "
             f"the masks' own size on the other {len(val)} ({', '.join(r.image_id for r in val)}); "
             f"the test images are not used. Rule (fixed before looking): highest mean of red and "
             f"yellow pooled Dice among candidates whose red and yellow area ratios (predicted / "
-            f"true lesion pixels) lie within [{low:.2f}, {high:g}]. "
-            + (f"Chosen: {chosen[0]}." if chosen else "No candidate is eligible: every one floods "
-               "or collapses."))
+            f"true lesion pixels) lie within [{low:.2f}, {high:g}]. " + outcome)
     write_table(table, results, "loss_selection",
                 "Segmentation loss chosen on a validation split of IDRiD-S train (Dice, %)", note=note)
     return table
