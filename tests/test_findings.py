@@ -80,6 +80,16 @@ def test_pseudo_masks_that_grow_with_the_grade_are_said_to_follow_it(tmp_path):
     assert "12 grade-0 images are emptied" in text
 
 
+def test_pseudo_mask_areas_are_the_by_grade_table_in_percent():
+    by_grade = read_table(SMOKE, "pseudo_labels_by_grade").set_index("grade")
+    text = findings.markdown("03", SMOKE)
+    for group, lesions in (("red", ("MA", "HE")), ("yellow", ("EX", "SE"))):
+        line = next(line for line in text.splitlines() if f"{group}-lesion area" in line)
+        for grade in (1, 4):
+            area = sum(by_grade.at[grade, f"{lesion}_fraction"] for lesion in lesions)
+            assert f"{grade}: {area:.2f}" in line, (group, grade, area, line)
+
+
 def test_verdicts_come_from_the_claims_module():
     from mtunet.report.claims import CHECKS
 

@@ -187,8 +187,9 @@ def pseudo_labelling(results: Path) -> list[str]:
     out = [f"{len(per_image)} grade-only training images were pseudo-labelled; the red and yellow "
            f"masks of the {int((per_image['grade'] == 0).sum())} grade-0 images are emptied (the "
            "paper's rule)."]
-    frame = per_image.assign(red=per_image["MA_fraction"] + per_image["HE_fraction"],
-                             yellow=per_image["EX_fraction"] + per_image["SE_fraction"])
+    # the per-image table holds fractions of the image; percent, as pseudo_labels_by_grade
+    frame = per_image.assign(red=100 * (per_image["MA_fraction"] + per_image["HE_fraction"]),
+                             yellow=100 * (per_image["EX_fraction"] + per_image["SE_fraction"]))
     graded = frame[frame["grade"] > 0]
     means = graded.groupby("grade")[["red", "yellow"]].mean()
     for group in LESION_GROUPS:
