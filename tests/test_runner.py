@@ -249,3 +249,22 @@ def test_headings_as_plain_text():
     assert runner._plain_heading("Ablation — α in L = L_B + α·L_C (Eq. 3)") == \
         "Ablation — α in L = L_B + α·L_C (Eq. 3)"
     assert runner._plain_heading("**Table 1** — _variants_ `A`, [B](#b)") == "Table 1 — variants A, B"
+
+
+def test_progress_bars_settle_to_their_last_line_and_warnings_stay():
+    from mtunet.commands.run_notebooks import settled_progress
+
+    bar = "scoring at full size: {:3d}%|#   | {}/4 [00:01<00:00]"
+    outputs = [{"output_type": "stream", "name": "stdout", "text": "training\n"}]
+    outputs += [{"output_type": "stream", "name": "stderr", "text": "\r" + bar.format(p, p // 25)}
+                for p in (0, 50, 100)]
+    outputs += [{"output_type": "stream", "name": "stderr", "text": ["\n", "UserWarning: real\n"]},
+                {"output_type": "display_data", "data": {"text/plain": "x"}, "metadata": {}},
+                {"output_type": "stream", "name": "stderr", "text": "\r" + bar.format(100, 4) + "\n"}]
+    settled = settled_progress(outputs)
+    assert [o.get("name", o["output_type"]) for o in settled] == ["stdout", "stdout", "stderr",
+                                                                  "display_data", "stdout"]
+    assert settled[1]["text"] == bar.format(100, 4) + "\n"           # only the final state
+    assert settled[2]["text"] == "UserWarning: real\n"               # a real warning stays
+    assert "_settled" not in settled[1]
+    assert settled_progress([{"output_type": "stream", "name": "stderr", "text": "\n"}]) == []

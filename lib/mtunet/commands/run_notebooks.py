@@ -263,6 +263,7 @@ def _run_notebooks(args, profile, notebooks, chosen, per_notebook, results_dir: 
             return 1
         finally:
             progress.close()  # also on Ctrl-C: the terminal keeps no half-drawn bar
+        settle_progress_bars(target)
         target.replace(output)
         (executed_dir / f"{nb.stem}.failed.ipynb").unlink(missing_ok=True)
         timings[nb.stem] = time.time() - t0
@@ -392,6 +393,55 @@ def __getattr__(name: str):
 
 ENGINE_NAME = "mtunet"
 _engine_registered = False
+
+
+def settled_progress(outputs: list[dict]) -> list[dict]:
+    """A cell's outputs with every tqdm bar reduced to its final line, on stdout.
+
+    A bar redraws itself with carriage returns on stderr, one stream output per redraw: the
+    runner has shown it live, and an executed notebook (or the report page) would show a red
+    stderr box of every redraw. Other stderr lines (a real warning) stay on stderr, in order.
+    """
+    settled: list[dict] = []
+    pending: list[str] = []
+
+    def flush() -> None:
+        lines = [line.split("\r")[-1] for line in "".join(pending).split("\n")]
+        for line in lines:
+            if not line.strip():
+                continue
+            name = "stdout" if TQDM.search(line) else "stderr"
+            if settled and settled[-1].get("output_type") == "stream" and settled[-1]["name"] == name \
+                    and settled[-1].get("_settled"):
+                settled[-1]["text"] += line + "\n"
+            else:
+                settled.append({"output_type": "stream", "name": name, "text": line + "\n", "_settled": True})
+        pending.clear()
+
+    for output in outputs:
+        if output.get("output_type") == "stream" and output.get("name") == "stderr":
+            text = output.get("text", "")
+            pending.append("".join(text) if isinstance(text, list) else text)
+            continue
+        if pending:
+            flush()
+        settled.append(output)
+    if pending:
+        flush()
+    for output in settled:
+        output.pop("_settled", None)
+    return settled
+
+
+def settle_progress_bars(path: Path) -> None:
+    """Rewrite an executed notebook with :func:`settled_progress` applied to every code cell."""
+    import nbformat
+
+    notebook = nbformat.read(str(path), as_version=nbformat.NO_CONVERT)
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and cell.get("outputs"):
+            cell.outputs = [nbformat.from_dict(o) for o in settled_progress(cell.outputs)]
+    nbformat.write(notebook, str(path))
 
 
 def execute_notebook(source: str | Path, target: str | Path, parameters: dict[str, Any], *,
