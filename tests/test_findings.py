@@ -102,3 +102,14 @@ def test_verdicts_come_from_the_claims_module():
 def test_unknown_notebook_is_an_error():
     with pytest.raises(KeyError, match="no findings for notebook '09'"):
         findings.findings("09", SMOKE)
+
+
+def test_a_loss_chosen_by_the_fallback_is_said_so(tmp_path):
+    rows = [{"seg_loss": loss, "epochs": 4, "optimiser": "Adam 0.001", "red_dice": red, "yellow_dice": 40.0,
+             "mean_dice": (red + 40.0) / 2, "red_area_ratio": ratio, "yellow_area_ratio": 3.25,
+             "eligible": False, "chosen": chosen}
+            for loss, red, ratio, chosen in (("dice_focal", 15.0, 0.65, True), ("bce", 0.0, 0.0, False))]
+    write_table(pd.DataFrame(rows), tmp_path, "loss_selection")
+    text = findings.markdown("02", tmp_path)
+    assert "no candidate met the rule" in text and "**dice_focal** chosen" in text
+    assert "bce (4 epochs, Adam 0.001; red area 0×, a collapse; yellow area 3.2×, a flood)" in text

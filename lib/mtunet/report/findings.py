@@ -142,9 +142,13 @@ def seed_segmentation(results: Path) -> list[str]:
         excluded = [f"{r.seg_loss} ({r.epochs} epochs, {r.optimiser}; {notes})" for r in selection.itertuples()
                     if (notes := "; ".join(n for g in LESION_GROUPS
                                            if (n := area_note(getattr(r, f"{g}_area_ratio"), g))))]
+        none_eligible = ("eligible" in selection
+                         and not selection["eligible"].astype(str).str.lower().eq("true").any())
         if len(chosen):
             c = chosen.iloc[0]
-            out.append(f"Loss selection (held-out IDRiD-S *training* images): **{c.seg_loss}** chosen, "
+            how = ("no candidate met the rule (area ratios within [1/3, 3]), so the fallback took "
+                   "the one nearest that band: " if none_eligible else "")
+            out.append(f"Loss selection (held-out IDRiD-S *training* images): {how}**{c.seg_loss}** chosen, "
                        f"mean Dice {pct(c.mean_dice)} (red {dice_with_area(c.red_dice, c.red_area_ratio)}, "
                        f"yellow {dice_with_area(c.yellow_dice, c.yellow_area_ratio)}), among "
                        f"{len(selection)} candidates.")
