@@ -30,7 +30,7 @@ GRADERS_SET = {"nasnet_large", "nasnet_mobile", "densenet201", "inception_resnet
 
 EAGER = ({"jit_compile": True} if keras.backend.backend() == "jax"
          else {"jit_compile": False, "run_eagerly": True})
-MTUNET_PARAMS = 39_295_178          # 5 classes, 5 grades; DESIGN.md's "39.3 M"
+MTUNET_PARAMS = 39_297_226          # 5 classes, 5 grades; DESIGN.md's "39.3 M" (+ 2,048: the grade head's batch norm)
 RESNEXT101_TRAINABLE = 44_177_704   # with the 1000-class head: the published 44.2 M
 
 
@@ -147,7 +147,9 @@ def test_mtunet_layout_mirrors_vgg16():
         assert all(isinstance(c.kernel_initializer, keras.initializers.HeNormal) for c in convs)
     seg = model.get_layer("seg")
     assert seg.kernel_size == (1, 1) and seg.filters == 5
-    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+    # no batch norm but the grade head's (ours: layers.grade_head says why)
+    assert [layer.name for layer in model.layers
+            if isinstance(layer, keras.layers.BatchNormalization)] == ["grade_bn"]
 
 
 @pytest.mark.parametrize("encoder, size", [("resnet50", 64), ("inception_v3", 80),
@@ -194,15 +196,17 @@ def test_variant_b_two_step_training_and_stop_gradient():
     vb.grader.compile(optimizer="adam", loss={"grade": "categorical_crossentropy"},
                       **EAGER)
     vb.grader.train_on_batch({"image": x, "seg_probs": probs}, {"grade": y["grade"]})  # step 2
-    # The chained model: grade loss alone must not move the segmenter (stop-gradient).
-    before = [w.copy() for w in vb.segmenter.get_weights()]
+    # The chained model: grade loss alone must not move the segmenter (stop-gradient). Its batch
+    # norms' moving statistics follow any training-mode batch; step 2 of the study freezes the
+    # segmenter (trainable = False), which holds them too.
+    before = [np.array(v) for v in vb.segmenter.trainable_variables]
     vb.combined.compile(optimizer=keras.optimizers.Adam(1e-2),
                         loss={"seg": "categorical_crossentropy",
                               "grade": "categorical_crossentropy"},
                         loss_weights={"seg": 0.0, "grade": 1.0}, **EAGER)
     vb.combined.train_on_batch(x, y)
-    for old, new in zip(before, vb.segmenter.get_weights()):
-        np.testing.assert_array_equal(old, new)
+    for old, new in zip(before, vb.segmenter.trainable_variables):
+        np.testing.assert_array_equal(old, np.array(new))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -128,9 +128,14 @@ def match_size(x, reference, name: str):
 
 
 def grade_head(x, n_grades: int, pooling: str = "max"):
-    """Global pooling + Dense(n_grades, softmax) named ``grade`` (the paper's grading output)."""
+    """Global pooling + batch norm + Dense(n_grades, softmax) named ``grade`` (the paper's grading
+    output; the batch norm is ours). Without it the max-pooled features of an encoder (hundreds,
+    for HED's VGG16 on raw pixels) saturate the softmax at the first step; the cross-entropy's
+    clipped log then has no gradient, and the grade never trains (measured on the real data: the
+    same grade loss to ten digits over four epochs, one class for every image)."""
     pool = keras.layers.GlobalMaxPooling2D if pooling == "max" else keras.layers.GlobalAveragePooling2D
     x = pool(name=f"grade_global_{pooling}_pool")(x)
+    x = keras.layers.BatchNormalization(name="grade_bn")(x)
     return keras.layers.Dense(n_grades, activation="softmax", name="grade")(x)
 
 
