@@ -79,3 +79,35 @@ def test_a_multitask_run_on_crops_interleaves_and_a_segmenter_takes_crops(synthe
     assert not isinstance(training_sequence(records, spec, ("grade",)), LesionCropSequence)
     with pytest.raises(UserError, match="patch_size=48 must equal image_size=32"):
         check_crop_settings(RunSpec("unet", image_size=32, work_size=64, patch_size=48))
+
+
+def test_in_a_multitask_epoch_the_grade_batches_shape_the_segmentation(synthetic_root):
+    """The grade batches of an interleaved epoch reach the shared encoder: switching their grade
+    loss off changes what the segmentation learns (a saturated grade head once made them inert)."""
+    import keras
+
+    from mtunet.data import read_segmentation
+    from mtunet.study.runs import RunSpec, build_untrained, training_sequence
+    from mtunet.train import TrainConfig, compile_model
+
+    records = [r for r in read_segmentation(synthetic_root / "IDRiD") if r.split == "train"]
+    graded = [r.__class__(**{**r.__dict__, "grade": i % 5}) for i, r in enumerate(records)]
+    spec = RunSpec("mtunet", image_size=32, work_size=64, patch_size=32, steps_per_epoch=8,
+                   batch_size=2, augment=False)
+
+    def seg_kernel_after_one_epoch(grade_on: bool):
+        seq = training_sequence(graded, spec, ("seg", "grade"))
+        assert isinstance(seq, InterleavedSequence)
+        if not grade_on:
+            seq.switch_off[1] = ("seg", "grade")
+        keras.utils.set_random_seed(0)
+        model = build_untrained(spec)
+        compile_model(model, TrainConfig(epochs=1, learning_rate=1e-3, seg_loss="dice_focal",
+                                         lr_schedule="constant"))
+        history = model.fit(seq, epochs=1, verbose=0).history
+        return history, model.get_layer("seg").get_weights()[0]
+
+    with_grade, kernel_with = seg_kernel_after_one_epoch(True)
+    without_grade, kernel_without = seg_kernel_after_one_epoch(False)
+    assert with_grade["grade_loss"][0] > 0 and without_grade["grade_loss"][0] == 0
+    assert np.abs(kernel_with - kernel_without).max() > 1e-5
