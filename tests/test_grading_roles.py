@@ -325,3 +325,20 @@ def test_grade_only_keeps_the_grades_and_drops_the_decoder():
     calls = []
     load = grade_loader(lambda: calls.append(1) or model)
     assert load() is load() and calls == [1]
+
+
+def test_a_graders_run_does_not_depend_on_the_segmentation_recipe(tmp_path):
+    """Graders ignore the segmentation loss and the crop settings, so changing those reuses the
+    graders' cached runs instead of retraining them."""
+    from mtunet.study.runs import Context
+    from mtunet.study.tables3_4_grading import grader_spec
+
+    def grader_run_id(**recipe):
+        ctx = Context.from_parameters({**DEFAULTS, "profile": "test", "runs_dir": str(tmp_path),
+                                       "image_size": 32, **recipe})
+        return grader_spec(ctx, "nasnet_mobile", 0).run_id([])
+
+    plain = grader_run_id()
+    assert grader_run_id(seg_loss="dice_focal", lesion_share=0.5, work_size=64, patch_size=32,
+                         steps_per_epoch=7) == plain
+    assert grader_run_id(learning_rate=1e-2) != plain

@@ -23,7 +23,7 @@ from mtunet.config import GRADE_NAMES
 from mtunet.data.records import Record
 from mtunet.models.registry import label
 from mtunet.study.roles import grading_test_set
-from mtunet.study.runs import Context, input_size_for
+from mtunet.study.runs import Context, RunSpec, input_size_for
 from mtunet.study.table1_variants import mtunet_spec
 
 TAG = "table3"
@@ -41,10 +41,12 @@ def grading_rows(network: str, seed: int, evaluation) -> list[dict]:
 def grader_spec(ctx: Context, model: str, seed: int, image_size: int | None = None,
                 epochs: int | None = None):
     """A baseline grader's run: whole images at `image_size` (raised to the model's minimum),
-    `epochs` (None: the profile's); the profile's lesion-crop settings do not apply to graders."""
+    `epochs` (None: the profile's); the profile's lesion-crop settings and segmentation loss do
+    not apply to graders, so they are reset to the defaults and do not enter the run's key."""
     size = input_size_for(model, image_size or ctx.base.image_size)
     return ctx.spec(model=model, seed=seed, tag=TAG, image_size=size, epochs=epochs or ctx.base.epochs,
-                    work_size=None, patch_size=None, steps_per_epoch=None)
+                    work_size=None, patch_size=None, steps_per_epoch=None,
+                    seg_loss=RunSpec.seg_loss, lesion_share=RunSpec.lesion_share)
 
 
 def grade_only(model):
