@@ -24,6 +24,9 @@ class ModelSpec:
     variant: str = ""                   # Table 1's letter (A, B, C)
     encoder: str = ""                   # Fig. 6's encoder name
     stands_in_for: str = ""             # the paper's model this one replaces (a smaller stand-in)
+    revision: int = 1                   # bump when the built network or its training changes:
+                                        # a run's key then changes, so cached runs of the older
+                                        # code are retrained instead of silently reused
 
     @property
     def paper_model(self) -> str:

@@ -64,8 +64,14 @@ class RunSpec:
     def key(self, records: Sequence[Record]) -> str:
         """Hash of what the run trains (every field but the tag) and of its training data: two
         steps that ask for the same training (the seed segmenter and Table 2's UNet, Table 1's
-        MTUnet and the alpha = 1 ablation) share one run."""
+        MTUnet and the alpha = 1 ablation) share one run. A model's ``revision`` above 1 enters
+        the hash (revision 1 keeps the keys of runs made before revisions existed)."""
+        from mtunet.models.registry import MODELS
+
         fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "tag"}
+        revision = MODELS[self.model].revision if self.model in MODELS else 1
+        if revision > 1:
+            fields["model_revision"] = revision
         payload = json.dumps([fields, data_fingerprint(records)], sort_keys=True)
         return hashlib.sha1(payload.encode()).hexdigest()[:10]
 
