@@ -81,3 +81,21 @@ def test_selection_refuses_an_unknown_parameter(capsys):
     with pytest.raises(SystemExit):
         main(["select-loss", "--set", "image_sise=32"])
     assert "image_sise=32" in capsys.readouterr().err
+
+
+def test_the_command_line_builds_without_the_backend_and_parses_the_default_candidates(synthetic_root):
+    """`data check` and `--help` stay quick: building the parser imports no Keras (the loss
+    names are only checked when select-loss runs), and select-loss still gets parsed defaults."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from mtunet.cli import main; "
+            f"main(['data', 'check', {str(synthetic_root / 'IDRiD')!r}]); "
+            "sys.exit(10 + int('keras' in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 10
+    from mtunet.cli import build_parser
+    from mtunet.commands.select_loss import DEFAULT_CANDIDATES
+    from mtunet.study.loss_selection import parse_candidates
+
+    args = build_parser().parse_args(["select-loss"])
+    assert args.candidates == parse_candidates(DEFAULT_CANDIDATES) and len(args.candidates) > 1

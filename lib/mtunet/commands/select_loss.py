@@ -13,14 +13,19 @@ from mtunet.cli import positive_int
 DEFAULT_CANDIDATES = "bce:8,dice:8,bce_dice:8,bce_dice:16"
 
 
-def add_parser(subparsers) -> None:
-    from mtunet.study.loss_selection import parse_candidates
+def parse_candidates(text: str) -> list[tuple]:
+    """argparse type of --candidates; imports the losses (and the backend) only when used."""
+    from mtunet.study.loss_selection import parse_candidates as parse
 
+    return parse(text)
+
+
+def add_parser(subparsers) -> None:
     p = subparsers.add_parser("select-loss", help="choose a profile's segmentation loss on "
                               "held-out training images", description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default="cpu", help="profile whose settings the candidates share")
     p.add_argument("--data-dir", default=None, help="default: the profile's")
-    p.add_argument("--candidates", type=parse_candidates, default=parse_candidates(DEFAULT_CANDIDATES),
+    p.add_argument("--candidates", type=parse_candidates, default=DEFAULT_CANDIDATES,
                    help=f"LOSS:EPOCHS[:LEARNING_RATE],... (default {DEFAULT_CANDIDATES})")
     p.add_argument("--val-images", type=positive_int, default=10,
                    help="IDRiD-S training images held out for scoring (default 10)")
