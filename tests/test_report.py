@@ -175,3 +175,26 @@ def test_interval_cell():
     assert interval_cell(72.1, float("nan"), 65.0, 79.2) == "72.10 [65.00, 79.20]"
     assert interval_cell(72.1, 3.0, float("nan"), float("nan")) == "72.10 ± 3.00"
     assert interval_cell(float("nan"), float("nan"), 1.0, 2.0) == ""
+
+
+def test_the_manifest_calls_a_checkout_dirty_for_code_changes_not_for_results(tmp_path):
+    import subprocess
+
+    from mtunet.report.manifest import git_commit
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    git("init", "-q")
+    for name in ("lib/code.py", "results/cpu/table.csv", "figures/cpu/fig.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("1")
+    git("add", ".")
+    git("commit", "-qm", "start")
+    assert git_commit(tmp_path)["dirty"] is False
+    (tmp_path / "results/cpu/table.csv").write_text("2")
+    (tmp_path / "figures/cpu/fig.png").write_text("2")
+    assert git_commit(tmp_path)["dirty"] is False
+    (tmp_path / "lib/code.py").write_text("2")
+    assert git_commit(tmp_path)["dirty"] is True

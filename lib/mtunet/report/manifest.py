@@ -18,8 +18,14 @@ PACKAGES = ("keras", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "numpy", "
             "scikit-learn", "pandas", "opencv-python-headless", "papermill", "mtunet")
 
 
+# what the batch writes: changes there do not make the code that wrote them differ from the commit
+OUTPUT_FOLDERS = ("results", "figures")
+
+
 def git_commit(root: Path | None = None) -> dict[str, Any]:
-    """The checkout's commit and whether it had uncommitted changes (None outside git)."""
+    """The checkout's commit and whether its code had uncommitted changes (None outside git).
+    Changes under the output folders do not count: a batch rewrites them as it goes, and what
+    matters is whether the commit named is the code that made the results."""
     root = root or project_root()
 
     def run(*args: str) -> str | None:
@@ -29,7 +35,8 @@ def git_commit(root: Path | None = None) -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             return None
 
-    status = run("status", "--porcelain", "--untracked-files=no")
+    status = run("status", "--porcelain", "--untracked-files=no", "--", ".",
+                 *(f":(exclude){folder}" for folder in OUTPUT_FOLDERS))
     return {"commit": run("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
 
 
