@@ -295,6 +295,7 @@ def test_tables3_4_on_small_folders(four_sets, tmp_path):
         assert set(ours["network"]) == {"NASNet (mobile)", "MTUnet"}
         assert {"ci_low", "ci_high", "n_positive", "kappa", "accuracy", "one_class"} <= set(table.columns)
         assert (ours["n_test"] == len(splits["table3_test"] if table is out.table3 else splits["table4_test"])).all()
+        assert (ours["encoder_init"] == "random").all()      # every row says how it started
     assert out.table3["test_set"].iloc[0].startswith("table3_test (stand-in for IDRiD-D): Messidor-2")
     assert set(out.summary["test_set"]) == {"table3_test", "table4_test", "grade_test"}
     assert (results / "table3_grading_internal.csv").exists() and (results / "grading_summary.csv").exists()

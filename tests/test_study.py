@@ -90,3 +90,21 @@ def test_a_model_revision_retires_cached_runs_and_revision_one_keeps_old_keys(mo
     assert spec.run_id([]) == "unet-seed0-6a93af0bf8"      # the key runs made before revisions had
     monkeypatch.setitem(registry.MODELS, "unet", dataclasses.replace(registry.MODELS["unet"], revision=2))
     assert spec.run_id([]) != "unet-seed0-6a93af0bf8"
+
+
+def test_encoder_init_reads_the_run_and_names_both_steps_of_a_two_step_run(tmp_path):
+    import json
+
+    from mtunet.study.parameters import DEFAULTS
+    from mtunet.study.runs import Context
+
+    ctx = Context.from_parameters({**DEFAULTS, "profile": "test", "runs_dir": str(tmp_path)})
+    one, two = ctx.spec(model="mtunet", seed=0), ctx.spec(model="variant_b", seed=0)
+    assert ctx.encoder_init(one, []) == ""                                  # not trained
+    (ctx.run_dir(one, [])).mkdir(parents=True)
+    (ctx.run_dir(one, []) / "run.json").write_text(json.dumps({"encoder_init": "hed-bsds500"}))
+    assert ctx.encoder_init(one, []) == "hed-bsds500"
+    for step, init in (("step1-segmenter", "random"), ("step2-grader", "hed-bsds500")):
+        (ctx.run_dir(two, []) / step).mkdir(parents=True)
+        (ctx.run_dir(two, []) / step / "run.json").write_text(json.dumps({"encoder_init": init}))
+    assert ctx.encoder_init(two, []) == "segmenter: random; grader: hed-bsds500"

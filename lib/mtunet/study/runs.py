@@ -371,3 +371,13 @@ class Context:
     def run_info(self, spec: RunSpec, records: Sequence[Record]) -> dict[str, Any]:
         """The run's run.json (model, encoder initialisation actually used, ...)."""
         return json.loads((self.run_dir(spec, records) / "run.json").read_text())
+
+    def encoder_init(self, spec: RunSpec, records: Sequence[Record]) -> str:
+        """How the run's encoder started, as its run.json records it ("hed-bsds500", "random",
+        ...); a two-step run (variant B) names both steps; "" for a run not trained (a dry run)."""
+        run = self.run_dir(spec, records)
+        steps = [("", run)] if (run / "run.json").exists() else [
+            (f"{step.name.split('-', 1)[-1]}: ", step) for step in sorted(run.glob("step*"))
+            if (step / "run.json").exists()]
+        return "; ".join(prefix + json.loads((folder / "run.json").read_text()).get("encoder_init", "?")
+                         for prefix, folder in steps)

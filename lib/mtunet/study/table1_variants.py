@@ -97,10 +97,13 @@ def table1(ctx: Context, splits, pseudo_train: Sequence[Record], seeds: Sequence
               .reset_index().assign(metric="dice"))
     table = table.merge(ratios, on=["network", "metric"], how="left") if len(ratios) else table
     table["test_sets"] = f"Dice: IDRiD-S test, at the masks' own size; ROC: {test_name}"
+    inits = {label(model, "table1"): ctx.encoder_init(ctx.spec(model=model, seed=seeds[0], tag=TAG),
+                                                      pseudo_train) for model in variants}
+    table["encoder_init"] = table["network"].map(inits)
     write_table(table, results, "table1_variants", "Table 1 — network variants (%)",
                 note="dice: mean of red and yellow pooled Dice; roc: mean one-vs-rest AUC over the "
                      "grades; red/yellow_area_ratio (dice rows): predicted / true lesion pixels, "
-                     "mean over runs.")
+                     "mean over runs; encoder_init: how the encoder started (first seed's run).")
     write_table(runs, results, "table1_runs", "Table 1 — every run")
     return table, runs
 

@@ -150,8 +150,8 @@ def initialisations(ctx: Context, models: Sequence[str], seed: int, train_for: d
     rows = []
     for model in models:
         spec = run_spec(ctx, model, seed)
-        info = ctx.run_info(spec, train_for.get(model, train)) if not ctx.dry_run else {}
-        rows.append({"network": label(model, label_table), "encoder_init": info.get("encoder_init", "")})
+        rows.append({"network": label(model, label_table),
+                     "encoder_init": ctx.encoder_init(spec, train_for.get(model, train))})
     return pd.DataFrame(rows, columns=["network", "encoder_init"])
 
 

@@ -49,6 +49,14 @@ def grader_spec(ctx: Context, model: str, seed: int, image_size: int | None = No
                     seg_loss=RunSpec.seg_loss, lesion_share=RunSpec.lesion_share)
 
 
+def grading_spec(ctx: Context, model: str, seed: int, image_size: int | None = None,
+                 epochs: int | None = None):
+    """The run a grading row rests on: Table 1's run for MTUnet, a baseline grader's otherwise."""
+    if model == "mtunet":
+        return mtunet_spec(ctx, seed)
+    return grader_spec(ctx, model, seed, image_size=image_size, epochs=epochs)
+
+
 def grade_only(model):
     """The part of a multi-task model that computes the grade (MTUnet without its decoder): the
     same grades at about a quarter of MTUnet's prediction time at 128 px (0.14 vs 0.58 s per image,
@@ -82,10 +90,7 @@ def grading_runs(ctx: Context, models: Sequence[str], seeds: Sequence[int],
     evaluations = {}
     for model in models:
         for seed in seeds:
-            if model == "mtunet":
-                spec = mtunet_spec(ctx, seed)
-            else:
-                spec = grader_spec(ctx, model, seed, image_size=image_size, epochs=epochs)
+            spec = grading_spec(ctx, model, seed, image_size, epochs)
             if ctx.dry_run:
                 ctx.train(spec, train)
                 continue
@@ -277,6 +282,9 @@ def tables3_4(ctx: Context, splits, pseudo_train: Sequence[Record], grading_mode
     mtunet_scores, mtunet_evals = grading_runs(ctx, ["mtunet"], seeds, pseudo_train, tests)
     evaluations.update(mtunet_evals)
     models = [*grading_models, "mtunet"]
+    first_seed = {**{m: (grading_seeds or seeds)[0] for m in grading_models}, "mtunet": seeds[0]}
+    inits = {label(m): ctx.encoder_init(grading_spec(ctx, m, first_seed[m], grader_image_size,
+                                                     grader_epochs), pseudo_train) for m in models}
     made = {}
     for number, role, frame in ((3, table3_name, paper.table3_frame()), (4, TABLE4_ROLE, paper.table4_frame())):
         table = grading_table(pd.concat([baseline_scores[role], mtunet_scores[role]]), evaluations,
@@ -284,10 +292,12 @@ def tables3_4(ctx: Context, splits, pseudo_train: Sequence[Record], grading_mode
         table["test_set"] = describe_test_set(splits, role)
         table["test_origin"] = splits.origins.get(role, role)
         table["stand_in"] = splits.is_stand_in(role)
+        table["encoder_init"] = table["network"].map(inits)
         made[number] = table
     note = ("ours: mean ± std over runs [95 % DeLong interval of that mean]; n_positive: test images "
             "of that grade; kappa (quadratic) and accuracy (%): mean over runs; one_class: a run "
-            "predicted one grade for every image (not ranked by the claims).")
+            "predicted one grade for every image (not ranked by the claims); encoder_init: how the "
+            "network started (first seed's run).")
     write_table(made[3], results, "table3_grading_internal",
                 f"Table 3 — ROC AUC (%) per grade, test set: {describe_test_set(splits, table3_name)}",
                 note=note)
