@@ -25,7 +25,7 @@ TABLES = {
     "table3_grading_internal": (paper.table3_frame(), "grade"),
     "table4_grading_external": (paper.table4_frame(), "grade"),
 }
-OTHER_RESULTS = ["ablation_alpha.csv", "ablation_loss.csv", "ttests.csv", "fig6_encoders.csv",
+OTHER_RESULTS = ["ablation_alpha.csv", "ablation_loss.csv", "ttests.csv", "fig6_encoders.csv", "training_runs.csv",
                  "paper_vs_reproduced.md", "manifest.json", "splits.csv", "data_roles.csv"]
 FIGURES = ["class_balance.png", "samples_with_masks.png", "seed_segmenter_training.png",
            "seed_segmenter_overlay.png", "pseudo_labels_by_grade.png", "table1_variants.png",

@@ -108,3 +108,45 @@ def test_encoder_init_reads_the_run_and_names_both_steps_of_a_two_step_run(tmp_p
         (ctx.run_dir(two, []) / step).mkdir(parents=True)
         (ctx.run_dir(two, []) / step / "run.json").write_text(json.dumps({"encoder_init": init}))
     assert ctx.encoder_init(two, []) == "segmenter: random; grader: hed-bsds500"
+
+
+def test_training_runs_inventory_per_notebook_with_resumes(tmp_path):
+    """Each notebook's rows are replaced when it runs again; a resumed run says so, with its
+    exactness; a two-step run sums its steps; a run never trained is left out."""
+    import json
+
+    import pandas as pd
+
+    from mtunet.study.parameters import DEFAULTS
+    from mtunet.study.runs import Context, write_training_runs
+
+    results = tmp_path / "results"
+    results.mkdir()
+
+    def fake_run(folder, init, epochs_seconds, resumed=False, exact=None):
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({"encoder_init": init, "dtype_policy": "mixed_bfloat16",
+                                                     "resumed": resumed, "resume_exact": exact}))
+        pd.DataFrame({"epoch": range(len(epochs_seconds)), "epoch_seconds": epochs_seconds}).to_csv(
+            folder / "history.csv", index=False)
+
+    ctx = Context.from_parameters({**DEFAULTS, "profile": "test", "runs_dir": str(tmp_path / "runs")})
+    unet, vb, never = (ctx.spec(model=m, seed=0) for m in ("unet", "variant_b", "fpn"))
+    fake_run(ctx.run_dir(unet, []), "hed-bsds500", [60, 60], resumed=True, exact=True)
+    fake_run(ctx.run_dir(vb, []) / "step1-segmenter", "random", [30])
+    fake_run(ctx.run_dir(vb, []) / "step2-grader", "hed-bsds500", [90])
+    ctx.run_dir(never, [])
+    rows = write_training_runs(ctx, results, "04").set_index("model")
+    assert set(rows.index) == {"unet", "variant_b"}
+    assert rows.loc["unet", "resumed"] and rows.loc["unet", "resume_exact"]
+    assert rows.loc["unet", "train_minutes"] == 2.0 and rows.loc["unet", "epochs"] == 2
+    assert rows.loc["variant_b", "train_minutes"] == 2.0 and rows.loc["variant_b", "epochs"] == 2
+    assert rows.loc["variant_b", "encoder_init"] == "random; hed-bsds500"
+    assert not rows.loc["variant_b", "resumed"] and pd.isna(rows.loc["variant_b", "resume_exact"])
+
+    other = Context.from_parameters({**DEFAULTS, "profile": "test", "runs_dir": str(tmp_path / "runs")})
+    other.run_dir(unet, [])
+    write_training_runs(other, results, "05")
+    write_training_runs(other, results, "04")              # 04 again, now with one run only
+    table = pd.read_csv(results / "training_runs.csv", dtype={"notebook": str})
+    assert sorted(zip(table["notebook"], table["model"])) == [("04", "unet"), ("05", "unet")]

@@ -302,6 +302,9 @@ class Context:
     # reuses it instead of building the network again and reading its weights back (one model
     # only, so memory stays flat over a notebook's many runs)
     _last: dict = dataclasses.field(default_factory=dict, repr=False)
+    # every run this context trained, loaded, scored or read, by run id: (spec, its run folder),
+    # for the inventory of training runs (``training_runs``)
+    used: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, Any], **changes: Any) -> "Context":
@@ -319,7 +322,9 @@ class Context:
         return dataclasses.replace(self.base, **changes)
 
     def run_dir(self, spec: RunSpec, records: Sequence[Record]) -> Path:
-        return self.runs_dir / spec.run_id(records)
+        folder = self.runs_dir / spec.run_id(records)
+        self.used.setdefault(folder.name, (spec, folder))
+        return folder
 
     def is_trained(self, spec: RunSpec, records: Sequence[Record]) -> bool:
         from mtunet.train import FINAL_WEIGHTS
@@ -332,7 +337,7 @@ class Context:
             return build_untrained(spec)
         import time
 
-        run_id = spec.run_id(records)
+        run_id = self.run_dir(spec, records).name
         if run_id in self._last:
             return self._last[run_id]
         cached = self.is_trained(spec, records)
@@ -358,6 +363,7 @@ class Context:
     def score(self, kind: str, spec: RunSpec, train_records, test_name: str, test_records,
               loader=None):
         """Scores of a run on a test role (cached); trains the run first if needed."""
+        self.run_dir(spec, train_records)
         return cached_eval(kind, loader or self.loader(spec, train_records), spec, train_records,
                            test_name, test_records, runs_root=self.runs_dir)
 
@@ -381,3 +387,58 @@ class Context:
             if (step / "run.json").exists()]
         return "; ".join(prefix + json.loads((folder / "run.json").read_text()).get("encoder_init", "?")
                          for prefix, folder in steps)
+
+
+TRAINING_RUNS = "training_runs"
+TRAINING_RUN_COLUMNS = ["notebook", "run_id", "model", "seed", "tag", "encoder_init", "dtype_policy",
+                        "epochs", "train_minutes", "resumed", "resume_exact"]
+
+
+def run_inventory_row(spec: RunSpec, folder: Path) -> dict[str, Any] | None:
+    """One training run as its files describe it; a two-step run (variant B) sums its steps.
+    None for a run with no run.json (never trained, or a dry run)."""
+    import pandas as pd
+
+    steps = [folder] if (folder / "run.json").exists() else sorted(
+        step for step in folder.glob("step*") if (step / "run.json").exists())
+    if not steps:
+        return None
+    infos = [json.loads((step / "run.json").read_text()) for step in steps]
+    histories = [pd.read_csv(step / "history.csv") for step in steps if (step / "history.csv").exists()]
+    seconds = sum(float(h["epoch_seconds"].sum()) for h in histories if "epoch_seconds" in h)
+    exact = [i.get("resume_exact") for i in infos if i.get("resume_exact") is not None]
+    return {"run_id": folder.name, "model": spec.model, "seed": spec.seed, "tag": spec.tag,
+            "encoder_init": "; ".join(str(i.get("encoder_init", "")) for i in infos),
+            "dtype_policy": infos[0].get("dtype_policy", ""),
+            "epochs": int(sum(len(h) for h in histories)), "train_minutes": round(seconds / 60, 1),
+            "resumed": any(bool(i.get("resumed")) for i in infos),
+            "resume_exact": all(exact) if exact else None}
+
+
+def write_training_runs(ctx: Context, results: Path, notebook: str):
+    """results/<profile>/training_runs.csv: every training run notebook `notebook` used (trained,
+    loaded from the cache, or scored), how it started, how long its epochs took and whether it
+    was ever interrupted and resumed (and whether bit for bit). Rows of other notebooks are kept;
+    this notebook's are replaced. Returns this notebook's rows."""
+    import pandas as pd
+
+    from mtunet.report.tables import read_table, write_table
+
+    rows = [row for spec, folder in ctx.used.values()
+            if (row := run_inventory_row(spec, folder)) is not None]
+    mine = pd.DataFrame([{"notebook": notebook, **row} for row in rows], columns=TRAINING_RUN_COLUMNS)
+    if ctx.dry_run:
+        return mine
+    earlier = read_table(results, TRAINING_RUNS)
+    if earlier is not None and len(earlier):
+        earlier = earlier[earlier["notebook"].astype(str).str.zfill(2) != notebook]
+        table = pd.concat([earlier, mine], ignore_index=True) if len(mine) else earlier
+    else:
+        table = mine
+    table = table.assign(notebook=table["notebook"].astype(str).str.zfill(2)).sort_values(
+        ["notebook", "run_id"], kind="stable").reset_index(drop=True)
+    write_table(table, results, TRAINING_RUNS, "Training runs used by each notebook",
+                note="train_minutes: the epochs' own time (no building, tracing or scoring); "
+                     "resumed: continued from a checkpoint after an interruption; resume_exact: "
+                     "every restart is known to reproduce the uninterrupted run bit for bit.")
+    return mine
