@@ -113,3 +113,14 @@ def test_a_loss_chosen_by_the_fallback_is_said_so(tmp_path):
     text = findings.markdown("02", tmp_path)
     assert "no candidate met the rule" in text and "**dice_focal** chosen" in text
     assert "bce (4 epochs, Adam 0.001; red area 0×, a collapse; yellow area 3.2×, a flood)" in text
+
+
+def test_the_training_cost_counts_shared_runs_once_and_names_the_resumed(tmp_path):
+    rows = [("04", "a", 30.0, True, True), ("06", "a", 30.0, True, True),     # one run, two notebooks
+            ("05", "b", 60.0, True, np.nan), ("05", "c", 30.0, False, np.nan)]
+    write_table(pd.DataFrame(rows, columns=["notebook", "run_id", "train_minutes", "resumed", "resume_exact"])
+                .assign(dtype_policy="mixed_bfloat16"), tmp_path, "training_runs")
+    text = findings.training_cost(tmp_path)
+    assert text.startswith("The study rests on 3 training runs, 2.0 h of training epochs (mixed_bfloat16)")
+    assert "2 were interrupted and resumed from a checkpoint, 1 of them known to be bit for bit" in text
+    assert "was not produced" in findings.training_cost(tmp_path / "nowhere")

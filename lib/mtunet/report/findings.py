@@ -322,7 +322,24 @@ def significance(results: Path) -> list[str]:
     verdicts = claims_table(results)["verdict"].value_counts()
     out.append(f"Over the paper's {int(verdicts.sum())} claims: "
                + ", ".join(f"{n} {v}" for v, n in verdicts.items()) + ".")
+    out.append(training_cost(results))
     return out
+
+
+def training_cost(results: Path) -> str:
+    """How many training runs the study rests on, their epochs' time, and the resumed ones."""
+    table = read_table(results, "training_runs")
+    if table is None or not len(table):
+        return missing("training_runs")
+    runs = table.drop_duplicates("run_id")          # a run shared by notebooks counts once
+    resumed = runs[runs["resumed"].astype(bool)]
+    exact = int(resumed["resume_exact"].fillna(False).astype(bool).sum())
+    text = (f"The study rests on {len(runs)} training runs, {runs['train_minutes'].sum() / 60:.1f} h "
+            f"of training epochs ({', '.join(sorted(set(runs['dtype_policy'].astype(str))))}); ")
+    if not len(resumed):
+        return text + "none was interrupted."
+    return text + (f"{len(resumed)} were interrupted and resumed from a checkpoint, "
+                   f"{exact} of them known to be bit for bit equal to an uninterrupted run.")
 
 
 NOTEBOOKS: dict[str, Callable[[Path], list[str]]] = {
