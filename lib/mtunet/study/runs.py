@@ -390,8 +390,8 @@ class Context:
 
 
 TRAINING_RUNS = "training_runs"
-TRAINING_RUN_COLUMNS = ["notebook", "run_id", "model", "seed", "tag", "encoder_init", "dtype_policy",
-                        "epochs", "train_minutes", "resumed", "resume_exact"]
+TRAINING_RUN_COLUMNS = ["notebook", "run_id", "model", "seed", "tag", "alpha", "seg_loss", "encoder_init",
+                        "dtype_policy", "epochs", "train_minutes", "resumed", "resume_exact"]
 
 
 def run_inventory_row(spec: RunSpec, folder: Path) -> dict[str, Any] | None:
@@ -407,7 +407,10 @@ def run_inventory_row(spec: RunSpec, folder: Path) -> dict[str, Any] | None:
     histories = [pd.read_csv(step / "history.csv") for step in steps if (step / "history.csv").exists()]
     seconds = sum(float(h["epoch_seconds"].sum()) for h in histories if "epoch_seconds" in h)
     exact = [i.get("resume_exact") for i in infos if i.get("resume_exact") is not None]
+    tasks = model_tasks(spec.model)
     return {"run_id": folder.name, "model": spec.model, "seed": spec.seed, "tag": spec.tag,
+            "alpha": spec.alpha if len(tasks) > 1 else "",       # only where they apply
+            "seg_loss": spec.seg_loss if "seg" in tasks else "",
             "encoder_init": "; ".join(str(i.get("encoder_init", "")) for i in infos),
             "dtype_policy": infos[0].get("dtype_policy", ""),
             "epochs": int(sum(len(h) for h in histories)), "train_minutes": round(seconds / 60, 1),
@@ -437,6 +440,10 @@ def write_training_runs(ctx: Context, results: Path, notebook: str):
         table = mine
     table = table.assign(notebook=table["notebook"].astype(str).str.zfill(2)).sort_values(
         ["notebook", "run_id"], kind="stable").reset_index(drop=True)
+    table = table.reindex(columns=TRAINING_RUN_COLUMNS)
+    for column in ("alpha", "seg_loss", "resume_exact"):     # blank: does not apply / never interrupted
+        values = table[column].astype(object)
+        table[column] = values.where(values.notna() & (values != ""), "")
     write_table(table, results, TRAINING_RUNS, "Training runs used by each notebook",
                 note="train_minutes: the epochs' own time (no building, tracing or scoring); "
                      "resumed: continued from a checkpoint after an interruption; resume_exact: "
