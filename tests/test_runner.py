@@ -268,3 +268,21 @@ def test_progress_bars_settle_to_their_last_line_and_warnings_stay():
     assert settled[2]["text"] == "UserWarning: real\n"               # a real warning stays
     assert "_settled" not in settled[1]
     assert settled_progress([{"output_type": "stream", "name": "stderr", "text": "\n"}]) == []
+
+
+def test_a_cell_cached_last_time_and_trained_now_does_not_blow_up_the_estimate():
+    """History says the training cell took 2 s (its run was cached); now it trains for 9 min.
+    The remaining cells are scaled by at most MAX_SPEED_RATIO, not by 270."""
+    import io
+
+    clock = _Clock()
+    history = {_key("import x"): 2.0, _key("train()"): 2.0, _key("show()"): 100.0}
+    progress = runner.CellProgress("[2/7] 02", history, bar=False, out=io.StringIO(), clock=clock)
+    progress.start(_cells())
+    progress.cell_started(1)
+    clock.now += 540.0
+    progress.cell_finished(1)
+    progress.cell_started(3)
+    left = progress.estimate()[1]
+    assert left == pytest.approx(2 * runner.MAX_SPEED_RATIO + 100 * runner.MAX_SPEED_RATIO)
+    progress.close()

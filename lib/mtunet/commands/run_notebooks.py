@@ -620,6 +620,9 @@ EPOCH = re.compile(r"\bEpoch (\d+)/(\d+)")
 EPOCH_END = re.compile(r"^\s*\d+/\d+ - \d+(?:\.\d+)?m?s - ", re.M)
 # a tqdm bar in a stream: "scoring at full size:  50%|█████     | 2/4 [...]"
 TQDM = re.compile(r"([^\r\n|:]{1,60}):\s+(\d{1,3})%\|")
+# the most the cells done so far may scale the remaining cells' remembered durations: beyond it the
+# difference is a run that was cached last time and trains now (or the reverse), not machine speed
+MAX_SPEED_RATIO = 3.0
 BAR_REFRESH_S = 1.0       # terminal: redraw the progress line this often
 PLAIN_EVERY_S = 60.0      # log file / CI: a progress line at least this often while a cell runs
 PLAIN_STEP_MIN_S = 10.0   # ... and one when the step changes, at most this often
@@ -780,6 +783,8 @@ class CellProgress:
         done_weight = sum(self.weights[i] for i in self.done)
         if done_weight > 0 and self.done_seconds > 0:
             scale = self.done_seconds / done_weight
+            if self.history:   # a slower or faster machine, not a cell cached last time and trained now
+                scale = min(max(scale, 1 / MAX_SPEED_RATIO), MAX_SPEED_RATIO)
         else:
             scale = 1.0 if self.history else None
         running = 0.0
