@@ -334,8 +334,10 @@ def training_cost(results: Path) -> str:
     runs = table.drop_duplicates("run_id")          # a run shared by notebooks counts once
     resumed = runs[runs["resumed"].astype(bool)]
     exact = int(resumed["resume_exact"].fillna(False).astype(bool).sum())
-    text = (f"The study rests on {len(runs)} training runs, {runs['train_minutes'].sum() / 60:.1f} h "
-            f"of training epochs ({', '.join(sorted(set(runs['dtype_policy'].astype(str))))}); ")
+    minutes = float(runs["train_minutes"].sum())
+    spent = f"{minutes / 60:.1f} h" if minutes >= 60 else f"{minutes:.1f} min"
+    text = (f"The study rests on {len(runs)} training runs, {spent} of training epochs "
+            f"({', '.join(sorted(set(runs['dtype_policy'].astype(str))))}); ")
     if not len(resumed):
         return text + "none was interrupted."
     return text + (f"{len(resumed)} were interrupted and resumed from a checkpoint, "
