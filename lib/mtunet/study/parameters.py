@@ -46,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "encoder_weights": "auto",        # imagenet if present, else HED (VGG16), else random + warning
     "steps_per_epoch": None,          # crop batches per epoch (None: as many as whole-image batches)
     "jit_compile": False,             # XLA ("auto" lets Keras decide)
-    "mixed_precision": False,         # mixed_bfloat16 on GPUs
+    "mixed_precision": False,         # mixed_bfloat16 (GPUs; CPUs with bfloat16 units)
     "run_eagerly": False,             # no graph tracing: faster for runs of a few steps
     "augment": True,
     "seg_loss": "bce",                # segmentation term of Eq. 3 (mtunet.losses.SEGMENTATION_LOSSES)
