@@ -88,3 +88,17 @@ def test_dice_protocols_average_runs_and_skip_images_without_the_lesion(tmp_path
     row = table.iloc[0]
     assert (row["red_pooled"], row["yellow_pooled"], row["red_per_image"]) == (15.0, 40.0, 6.0)
     assert pd.isna(row["yellow_per_image"])
+
+
+def test_the_results_block_says_which_commit_made_them_and_what_training_they_rest_on(tmp_path):
+    import json
+
+    from mtunet.report.readme import provenance
+
+    assert provenance(tmp_path, "cpu") is None                       # no manifest, no claim
+    (tmp_path / "manifest.json").write_text(json.dumps({
+        "notebook_commits": {"01": "abcdef0123", "02": "abcdef0123"},
+        "notebook_seconds": {"01": 60.0, "02": 120.0}}))
+    text = provenance(tmp_path, "cpu")
+    assert "commit `abcdef0`" in text and "took 3 min in all" in text
+    assert "`training_runs` was not produced" in text and "training_runs.md" not in text

@@ -30,6 +30,7 @@ FIGURES = [("table1_variants.png", "Table 1: paper vs reproduced"),
            ("fig6_encoders_1.png", "Fig. 6: encoders on an IDRiD-S test image"),
            ("lesion_sizes.png", "Lesion size against working resolution"),
            ("table3_grading.png", "Table 3: paper vs reproduced"),
+           ("table4_grading.png", "Table 4: paper vs reproduced"),
            ("pseudo_label_samples.png", "Pseudo masks of grade-only training images")]
 
 
@@ -91,10 +92,15 @@ def results_block(profile: str, root: Path | None = None) -> str:
     parts = [f"Rendered from [`results/{profile}/`](results/{profile}) by `python -m mtunet.report.readme "
              f"--profile {profile}`. Percent; *ours* = mean ± std over runs; *difference* = ours − "
              f"paper. Full tables: [`paper_vs_reproduced.md`](results/{profile}/paper_vs_reproduced.md)."]
+    made = provenance(results, profile)
+    if made:
+        parts.append(made)
     sections = [("table1_variants", "Table 1 — network variants", ["network", "metric"]),
                 ("table2_segmentation", "Table 2 — lesion Dice on IDRiD-S test (pooled over pixels)",
                  ["network", "metric"]),
-                ("table3_grading_internal", "Table 3 — ROC AUC per grade", ["network", "grade"])]
+                ("table3_grading_internal", "Table 3 — ROC AUC per grade", ["network", "grade"]),
+                ("table4_grading_external", "Table 4 — ROC AUC per grade (paper: SiDRP14-15)",
+                 ["network", "grade"])]
     for name, title, keys in sections:
         frame = read_table(results, name)
         if frame is None:
@@ -134,6 +140,28 @@ def results_block(profile: str, root: Path | None = None) -> str:
     if shown:
         parts.append("\n".join(f"![{title}](figures/{profile}/{f})" for f, title in shown))
     return "\n\n".join(parts)
+
+
+def provenance(results: Path, profile: str) -> str | None:
+    """Which commit made the results, what training they rest on, and how long the notebooks'
+    last execution took (from the manifest and training_runs; None without a manifest)."""
+    import json
+
+    from mtunet.report.findings import training_cost
+
+    try:
+        manifest = json.loads((results / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    commits = sorted({c[:7] for c in manifest.get("notebook_commits", {}).values() if c})
+    seconds = sum(manifest.get("notebook_seconds", {}).values())
+    runs_table = (f"; [`training_runs.md`](results/{profile}/training_runs.md) has each run's"
+                  if (results / "training_runs.md").exists() else "")
+    return (f"**Made by** commit{'s' if len(commits) > 1 else ''} "
+            f"{', '.join(f'`{c}`' for c in commits) or 'unknown'} "
+            f"([`manifest.json`](results/{profile}/manifest.json)). {training_cost(results)} "
+            f"The notebooks' last execution took {seconds / 60:.0f} min in all (runs already "
+            f"trained are loaded from `runs/`, so this is not the training time{runs_table}).")
 
 
 def replace_block(text: str, profile: str, block: str, kind: str = "results") -> str:
