@@ -124,3 +124,19 @@ def test_the_training_cost_counts_shared_runs_once_and_names_the_resumed(tmp_pat
     assert text.startswith("The study rests on 3 training runs, 2.0 h of training epochs (mixed_bfloat16)")
     assert "2 were interrupted and resumed from a checkpoint, 1 of them known to be bit for bit" in text
     assert "was not produced" in findings.training_cost(tmp_path / "nowhere")
+
+
+def test_every_dice_in_table1_and_fig6_comes_with_its_area_ratios(tmp_path):
+    """Sane ratios are shown too, not only the floods and collapses."""
+    rows = [{"network": "Variant C", "metric": "dice", "ours_mean": 40.0, "ours_std": 2.0, "n_runs": 2,
+             "red_area_ratio": 0.97, "yellow_area_ratio": 3.2},
+            {"network": "Variant C", "metric": "roc", "ours_mean": 70.0, "ours_std": 1.0, "n_runs": 2}]
+    write_table(pd.DataFrame(rows), tmp_path, "table1_variants")
+    fig6 = [{"encoder": "VGG16", "seed": 0, "metric": m, "value": v}
+            for m, v in (("red", 20.0), ("red_area_ratio", 0.8), ("yellow", 50.0))]
+    write_table(pd.DataFrame(fig6), tmp_path, "fig6_encoders")
+    text = findings.markdown("04", tmp_path)
+    assert "Variant C: Dice 40.0 ± 2.0 % (red area 0.97×, yellow area 3.2× (a flood)), ROC AUC" in text
+    write_table(pd.DataFrame([{"network": "UNet", "metric": "red", "ours_mean": 20.0, "ours_std": 1.0,
+                               "area_ratio": 0.8}]), tmp_path, "table2_segmentation")
+    assert "VGG16 20.0 % (area 0.8×)" in findings.markdown("05", tmp_path)

@@ -49,6 +49,17 @@ def area_note(ratio, group: str = "") -> str:
     return f"{group + ' ' if group else ''}area {ratio_text(ratio)}, {caveat.split(':')[0]}" if caveat else ""
 
 
+def areas(ratios: dict) -> str:
+    """"red area 0.97×, yellow area 1.7× (a flood)": every group's ratio, each caveat after it."""
+    parts = []
+    for group, ratio in ratios.items():
+        if ratio is None or pd.isna(ratio):
+            continue
+        caveat = area_caveat(ratio)
+        parts.append(f"{group} area {ratio_text(ratio)}" + (f" ({caveat.split(':')[0]})" if caveat else ""))
+    return ", ".join(parts)
+
+
 def area_caveat(ratio) -> str:
     """"" inside SANE_AREA_RATIO, else what the area ratio says the Dice rests on."""
     if ratio is None or pd.isna(ratio):
@@ -68,12 +79,6 @@ def dice_with_area(dice, ratio) -> str:
     if not area:
         return pct(dice)
     return pct(dice) + area + (f", {caveat.split(':')[0]})" if caveat else ")")
-
-
-def _bracket(notes) -> str:
-    """" (a; b)" from the non-empty notes, "" when there are none."""
-    notes = [n for n in notes if n]
-    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def verdict_sentence(claim_id: str, results: Path) -> str:
@@ -175,7 +180,8 @@ def seed_segmentation(results: Path) -> list[str]:
             out.append(f"Its {g}-lesion Dice rests on {caveat}: the pseudo masks of notebook 03 inherit it.")
     init = read_table(results, "encoder_init")
     if init is not None and len(init) > 1:
-        text = "; ".join(f"{r.encoder_init_used}: red {pct(r.red_dice_pooled)}, yellow {pct(r.yellow_dice_pooled)}"
+        text = "; ".join(f"{r.encoder_init_used}: red {dice_with_area(r.red_dice_pooled, getattr(r, 'red_area_ratio', None))}, "
+                         f"yellow {dice_with_area(r.yellow_dice_pooled, getattr(r, 'yellow_area_ratio', None))}"
                          for r in init.itertuples())
         out.append(f"Encoder initialisation (one run each, so not a ranking): {text}.")
     return out
@@ -217,14 +223,13 @@ def variants_and_ablations(results: Path) -> list[str]:
         return [missing("table1_variants")]
     for network in dict.fromkeys(table["network"]):
         dice_row = table[(table["network"] == network) & (table["metric"] == "dice")]
-        caveats = [c for g in LESION_GROUPS
-                   if f"{g}_area_ratio" in table and len(dice_row)
-                   and (c := area_note(dice_row[f"{g}_area_ratio"].iloc[0], g))]
+        area_text = areas({g: dice_row[f"{g}_area_ratio"].iloc[0] for g in LESION_GROUPS
+                           if f"{g}_area_ratio" in table and len(dice_row)})
         low, high = (_ours(table, network, "roc", column=c) for c in ("ci_low", "ci_high"))
         interval = f" [{low:.1f}, {high:.1f}]" if pd.notna(low) and pd.notna(high) else ""
-        out.append(f"{network}: Dice {_mean_std(table, network, 'dice')}, ROC AUC "
-                   f"{_mean_std(table, network, 'roc')}{interval}"
-                   + (f" — {'; '.join(caveats)}" if caveats else "") + ".")
+        out.append(f"{network}: Dice {_mean_std(table, network, 'dice')}"
+                   + (f" ({area_text})" if area_text else "")
+                   + f", ROC AUC {_mean_std(table, network, 'roc')}{interval}.")
     out.append(verdict_sentence("variant_c_best", results))
     for name, parameter, claim_id in (("ablation_alpha", "α", "alpha_one_best"),
                                       ("ablation_loss", "loss", "dice_losses_worse")):
@@ -234,9 +239,11 @@ def variants_and_ablations(results: Path) -> list[str]:
             continue
         key = ablation.columns[0]
         runs = int(ablation["n_runs"].min()) if "n_runs" in ablation else None
-        cells = "; ".join(f"{parameter} = {getattr(r, key)}: Dice {pct(r.dice)}, ROC {pct(r.roc)}"
-                          + _bracket([area_note(getattr(r, f"{g}_area_ratio"), g) for g in LESION_GROUPS
-                                      if f"{g}_area_ratio" in ablation])
+        cells = "; ".join(f"{parameter} = {getattr(r, key)}: Dice {pct(r.dice)}"
+                          + (f" ({text})" if (text := areas({g: getattr(r, f"{g}_area_ratio")
+                                                             for g in LESION_GROUPS
+                                                             if f"{g}_area_ratio" in ablation})) else "")
+                          + f", ROC {pct(r.roc)}"
                           for r in ablation.itertuples())
         out.append(f"{parameter} ablation"
                    + (f" ({runs} run{'s' if runs != 1 else ''} per value)" if runs is not None else "")
@@ -271,8 +278,11 @@ def segmentation_baselines(results: Path) -> list[str]:
     out.append(verdict_sentence("mtunet_best_segmentation", results))
     fig6 = read_table(results, "fig6_encoders")
     if fig6 is not None and len(fig6):
-        red = fig6[fig6["metric"] == "red"].groupby("encoder", sort=False)["value"].mean()
-        out.append("Fig. 6 encoders, red-lesion Dice: " + ", ".join(f"{k} {pct(v)}" for k, v in red.items()) + ".")
+        mean = fig6.groupby(["encoder", "metric"], sort=False)["value"].mean()
+        encoders = dict.fromkeys(fig6["encoder"])
+        out.append("Fig. 6 encoders, red-lesion Dice: " + ", ".join(
+            f"{e} {dice_with_area(mean.get((e, 'red')), mean.get((e, 'red_area_ratio')))}"
+            for e in encoders if (e, "red") in mean) + ".")
         out.append(verdict_sentence("batchnorm_encoders_miss_red", results))
     return out
 
