@@ -102,3 +102,20 @@ def test_the_results_block_says_which_commit_made_them_and_what_training_they_re
     text = provenance(tmp_path, "cpu")
     assert "commit `abcdef0`" in text and "took 3 min in all" in text
     assert "`training_runs` was not produced" in text and "training_runs.md" not in text
+
+
+def test_a_table_without_reproduced_values_is_one_line_not_an_empty_column(tmp_path):
+    import pandas as pd
+
+    from mtunet.report.readme import results_block
+    from mtunet.report.tables import write_table
+
+    results = tmp_path / "results" / "demo"
+    results.mkdir(parents=True)
+    write_table(pd.DataFrame({"network": ["MTUnet"], "grade": ["Mild"], "paper": ["58.44"], "ours": [""],
+                              "ours_mean": [float("nan")], "test_set": ["no external graded set"]}),
+                results, "table4_grading_external")
+    block = results_block("demo", root=tmp_path)
+    assert "**Table 4 — ROC AUC per grade (paper: SiDRP14-15)**: no reproduced values in this run. " \
+           "Test set: no external graded set." in block
+    assert "58.44" not in block                                      # the table is not drawn

@@ -111,6 +111,9 @@ def results_block(profile: str, root: Path | None = None) -> str:
             note = f" Test set: {frame['test_set'].iloc[0]}."
         elif "test_sets" in frame.columns:
             note = f" {frame['test_sets'].iloc[0]}."
+        if "ours_mean" in frame.columns and frame["ours_mean"].isna().all():
+            parts.append(f"**{title}**: no reproduced values in this run.{note}")   # no empty column
+            continue
         parts.append(f"**{title}.**{note}\n\n" + _table(frame, keys + COMPARE_COLUMNS))
     protocols = dice_protocols(results)
     if protocols is not None:
