@@ -382,11 +382,17 @@ class Context:
         """How the run's encoder started, as its run.json records it ("hed-bsds500", "random",
         ...); a two-step run (variant B) names both steps; "" for a run not trained (a dry run)."""
         run = self.run_dir(spec, records)
-        steps = [("", run)] if (run / "run.json").exists() else [
-            (f"{step.name.split('-', 1)[-1]}: ", step) for step in sorted(run.glob("step*"))
-            if (step / "run.json").exists()]
-        return "; ".join(prefix + json.loads((folder / "run.json").read_text()).get("encoder_init", "?")
-                         for prefix, folder in steps)
+        return "; ".join(("" if folder == run else f"{folder.name.split('-', 1)[-1]}: ")
+                         + json.loads((folder / "run.json").read_text()).get("encoder_init", "?")
+                         for folder in run_steps(run))
+
+
+def run_steps(folder: Path) -> list[Path]:
+    """The folders holding a run's run.json: the run itself, or its steps (variant B's
+    step1-segmenter, step2-grader); none for a run never trained."""
+    if (folder / "run.json").exists():
+        return [folder]
+    return sorted(step for step in folder.glob("step*") if (step / "run.json").exists())
 
 
 TRAINING_RUNS = "training_runs"
@@ -399,8 +405,7 @@ def run_inventory_row(spec: RunSpec, folder: Path) -> dict[str, Any] | None:
     None for a run with no run.json (never trained, or a dry run)."""
     import pandas as pd
 
-    steps = [folder] if (folder / "run.json").exists() else sorted(
-        step for step in folder.glob("step*") if (step / "run.json").exists())
+    steps = run_steps(folder)
     if not steps:
         return None
     infos = [json.loads((step / "run.json").read_text()) for step in steps]
