@@ -195,6 +195,8 @@ def test_a_batch_ends_with_a_summary_and_a_report(tmp_path, monkeypatch, capsys)
     import shutil
     from pathlib import Path
 
+    from mtunet.report.executions import read_rows
+
     ran = []
 
     def fake_execute(source, target, parameters, **kwargs):
@@ -216,6 +218,8 @@ def test_a_batch_ends_with_a_summary_and_a_report(tmp_path, monkeypatch, capsys)
     out = capsys.readouterr().out
     assert "2 notebook(s) run in" in out and "0 up to date" in out
     assert (results / "report.html").stat().st_size > 0 and "report: " in out
+    rows = read_rows(tmp_path / "runs" / "smoke" / "executions.csv")
+    assert [(r["notebook"], r["outcome"]) for r in rows] == [(nb.stem, "done") for nb in notebooks]
     assert runner._run_notebooks(args, profile, notebooks, chosen, per_notebook, results, root) == 0
     out = capsys.readouterr().out
     assert "0 notebook(s) run in" in out and "2 up to date" in out and "report: " not in out

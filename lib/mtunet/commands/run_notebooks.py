@@ -47,6 +47,8 @@ import yaml
 import mtunet
 from mtunet.config import project_root
 from mtunet.errors import UserError
+from mtunet.report.executions import Execution
+from mtunet.report.executions import summary as executions_summary
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
 # Parameters the runner itself fills in for every notebook that declares them.
@@ -246,10 +248,15 @@ def _run_notebooks(args, profile, notebooks, chosen, per_notebook, results_dir: 
         target = executed_dir / f"{nb.stem}.running.ipynb"
         progress = CellProgress(f"[{index}/{len(notebooks)}] {nb.stem[:2]}",
                                 history=expected_durations(output, durations_file(name)))
+        # the notebook's time on this machine, kills included (runs/<profile>/executions.csv)
+        execution = None if args.dry_run else Execution(executions_file(name), nb.stem, _commit())
         try:
-            # paths relative to the repository root: papermill records them in the notebook
-            execute_notebook(os.path.relpath(nb, root), os.path.relpath(target, root), params,
-                             cwd=notebook_dir(), progress=progress)
+            with execution or contextlib.nullcontext():
+                # paths relative to the repository root: papermill records them in the notebook
+                execute_notebook(os.path.relpath(nb, root), os.path.relpath(target, root), params,
+                                 cwd=notebook_dir(), progress=progress)
+                if execution is not None:
+                    execution.outcome = "done"
         except Exception as exc:  # papermill wraps the cell's exception
             progress.close()
             failed = executed_dir / f"{nb.stem}.failed.ipynb"
@@ -895,11 +902,19 @@ def _update_manifest(results_dir: Path, profile: dict[str, Any], parameters: dic
     finished = previous.get("notebook_seconds", {})
     finished[notebook] = round(seconds, 1)
     write_manifest(path, profile=profile["name"],
+                   executions=executions_summary(executions_file(profile["name"])),
                    profile_file=os.path.relpath(profile["path"], project_root()),
                    parameters=parameters,
                    notebook_seconds={k: finished[k] for k in sorted(finished)},
                    notebook_commits={**previous.get("notebook_commits", {}),
                                      notebook: _commit()})
+
+
+def executions_file(profile: str) -> Path:
+    """Every notebook execution of a profile on this machine, beside the runs it trained."""
+    from mtunet.config import runs_dir
+
+    return runs_dir() / profile / "executions.csv"
 
 
 def _commit() -> str | None:

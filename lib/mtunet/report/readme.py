@@ -163,8 +163,22 @@ def provenance(results: Path, profile: str) -> str | None:
     return (f"**Made by** commit{'s' if len(commits) > 1 else ''} "
             f"{', '.join(f'`{c}`' for c in commits) or 'unknown'} "
             f"([`manifest.json`](results/{profile}/manifest.json)). {training_cost(results)} "
+            f"{wall_time(manifest.get('executions'))}"
             f"The notebooks' last execution took {seconds / 60:.0f} min in all (runs already "
             f"trained are loaded from `runs/`, so this is not the training time{runs_table}).")
+
+
+def wall_time(executions: dict | None) -> str:
+    """What computing the results took on their machine, restarts and kills included (the
+    manifest's summary of runs/<profile>/executions.csv), as a sentence ("" when not recorded)."""
+    if not executions:
+        return ""
+    hours = executions["seconds"] / 3600
+    spent = f"{hours:.1f} h" if hours >= 1 else f"{executions['seconds'] / 60:.0f} min"
+    stopped = executions.get("stopped", 0)
+    return (f"Executing the notebooks took {spent} of wall time on this profile's machine in all "
+            f"({executions['executions']} notebook executions since {executions['since'][:10]}, "
+            f"{stopped} of them stopped and resumed; an upper bound on one uninterrupted run). ")
 
 
 def replace_block(text: str, profile: str, block: str, kind: str = "results") -> str:

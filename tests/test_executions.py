@@ -1,0 +1,62 @@
+"""The executions file: a notebook's time on the machine survives a failure, Ctrl-C and a kill."""
+import threading
+
+import pytest
+
+from mtunet.report.executions import Execution, read_rows, summary
+from mtunet.report.readme import wall_time
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_each_outcome_is_recorded_with_its_seconds(tmp_path):
+    path, clock = tmp_path / "runs" / "executions.csv", Clock()
+    with Execution(path, "01_a", "0123456789abcdef", clock=clock) as run:
+        clock.now += 90
+        run.outcome = "done"
+    with pytest.raises(ValueError):
+        with Execution(path, "02_b", None, clock=clock):
+            clock.now += 30
+            raise ValueError("a cell failed")
+    with pytest.raises(KeyboardInterrupt):
+        with Execution(path, "02_b", "abc", clock=clock):
+            clock.now += 15
+            raise KeyboardInterrupt
+    rows = read_rows(path)
+    assert [(r["notebook"], r["commit"], r["seconds"], r["outcome"]) for r in rows] == [
+        ("01_a", "0123456789ab", "90", "done"), ("02_b", "", "30", "failed"),
+        ("02_b", "abc", "15", "interrupted")]
+    assert summary(path) == {"seconds": 135, "executions": 3, "stopped": 2,
+                             "since": rows[0]["started"]}
+
+
+def test_a_killed_execution_leaves_its_last_heartbeat(tmp_path):
+    """A kill runs no handler: what stays is the row the heartbeat last rewrote."""
+    path, clock = tmp_path / "executions.csv", Clock()
+    run = Execution(path, "04_c", "abc", clock=clock, heartbeat_s=0.01)
+    run.__enter__()
+    assert read_rows(path)[0]["outcome"] == "running"
+    clock.now += 600
+    beat = threading.Event()
+    for _ in range(200):                     # wait for a heartbeat to see the new time
+        if read_rows(path)[0]["seconds"] == "600":
+            beat.set()
+            break
+        threading.Event().wait(0.01)
+    run._stop.set()                          # the process dies here: no __exit__
+    assert beat.is_set()
+    assert summary(path)["stopped"] == 1 and summary(path)["seconds"] == 600
+
+
+def test_no_file_no_summary_and_no_sentence(tmp_path):
+    assert summary(tmp_path / "none.csv") is None and wall_time(None) == ""
+    text = wall_time({"seconds": 5 * 3600 + 360, "executions": 12, "stopped": 3,
+                      "since": "2026-11-26T19:55:11Z"})
+    assert "5.1 h" in text and "12 notebook executions since 2026-11-26" in text
+    assert "3 of them stopped" in text
