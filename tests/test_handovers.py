@@ -149,3 +149,17 @@ def test_a_notebook_that_runs_makes_the_later_ones_stale(tmp_path, monkeypatch):
                                         results, tmp_path) == 0
     stamps = json.loads((executed / "stamps.json").read_text())
     assert ran == [first] and set(stamps) == {first}          # the later ones are stale now
+
+
+def test_pseudo_masks_marked_complete_are_reused_and_changed_ones_are_not(tmp_path):
+    """A re-executed notebook 03 reads the masks an earlier execution finished (no marker after a
+    kill mid-labelling; a changed mask or another set of images means predicting again)."""
+    records, folder, _ = _pseudo_masks(tmp_path)
+    assert pseudo_labelling.cached_labels(folder, records) is None          # never marked complete
+    table = pd.DataFrame({"image_id": [r.image_id for r in records], "EX_fraction": [0.1, 0.2, 0.0]})
+    pseudo_labelling.remember_labels(folder, records, table)
+    again = pseudo_labelling.cached_labels(folder, records)
+    assert again.table.equals(table) and [sorted(r.masks) for r in again.records] == [["EX"], ["EX"], []]
+    assert pseudo_labelling.cached_labels(folder, records[:2]) is None      # other images
+    (folder / "img0_EX.tif").unlink()
+    assert pseudo_labelling.cached_labels(folder, records) is None          # a mask changed

@@ -88,13 +88,46 @@ def label_grade_only_images(ctx: Context, splits, seed_model: str, seed_epochs: 
         return None
     from mtunet.evaluate import model_at_size
 
-    model = seed_segmenter(ctx, splits["seg_train"], seed_model, seed_epochs)
-    # predicted at the scoring size (work_size), like the test images, then mapped back to
-    # each image's own size
-    labelled = pseudo_label(model_at_size(model, spec.scoring_size, name=spec.model),
-                            splits["grade_train"], spec.scoring_size, folder)
+    labelled = cached_labels(folder, splits["grade_train"])
+    if labelled is None:
+        model = seed_segmenter(ctx, splits["seg_train"], seed_model, seed_epochs)
+        # predicted at the scoring size (work_size), like the test images, then mapped back to
+        # each image's own size
+        labelled = pseudo_label(model_at_size(model, spec.scoring_size, name=spec.model),
+                                splits["grade_train"], spec.scoring_size, folder)
+        remember_labels(folder, splits["grade_train"], labelled.table)
     save(results, labelled.table, splits["grade_train"], folder)
     return labelled
+
+
+def _done_file(folder: Path, records: Sequence[Record]) -> Path:
+    from mtunet.study.runs import data_fingerprint
+
+    return Path(folder) / f"labelled-{data_fingerprint(records)}.json"
+
+
+def remember_labels(folder: Path, records: Sequence[Record], table: pd.DataFrame) -> None:
+    """Mark the masks of `records` in `folder` complete, with their table and content hash:
+    a re-executed notebook 03 then reads them instead of predicting them again (minutes)."""
+    count, fingerprint = masks_fingerprint(records, folder)
+    write_text(_done_file(folder, records), json.dumps(
+        {"mask_files": count, "fingerprint": fingerprint, "table": table.to_dict("records")}))
+
+
+def cached_labels(folder: Path, records: Sequence[Record]):
+    """The PseudoLabels an earlier execution wrote for exactly these records with this seed
+    segmenter (the folder is keyed by its run), or None: none marked complete (a kill while
+    labelling leaves no mark), or masks changed since."""
+    from mtunet.pseudo_labels import PseudoLabels, attach_masks
+
+    done = _done_file(folder, records)
+    try:
+        marked = json.loads(done.read_text())
+    except (OSError, ValueError):
+        return None
+    if masks_fingerprint(records, folder) != (marked.get("mask_files"), marked.get("fingerprint")):
+        return None
+    return PseudoLabels(attach_masks(records, folder), pd.DataFrame(marked["table"]))
 
 
 def area_by_grade(table: pd.DataFrame, results: Path | None = None) -> pd.DataFrame:
