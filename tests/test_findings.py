@@ -63,6 +63,23 @@ def test_one_class_graders_are_named_and_not_ranked(tmp_path):
     assert len(flagged) == 1 and ": A." in flagged[0] and "B" not in flagged[0]
 
 
+def test_the_plain_recipe_says_whether_a_test_set_can_rank_the_graders(tmp_path):
+    """The probe's interval above chance: graders at chance failed; holding chance: no ranking."""
+    from mtunet.study.grading_probe import PROBE
+
+    rows = [{"network": n, "seed": 0, "test_set": test_set, "n_test": 300, "mean_auc": auc,
+             "mean_auc_low": auc - 6, "mean_auc_high": auc + 6, "kappa": 0.1, "accuracy": 30.0,
+             "one_class": False}
+            for test_set, probe_auc in (("grade_test", 73.0), ("table3_test", 48.0))
+            for n, auc in (("MTUnet", 51.0), (PROBE, probe_auc))]
+    write_table(pd.DataFrame(rows), tmp_path, "grading_summary")
+    lines = findings.findings("06", tmp_path)
+    learnable = next(line for line in lines if line.startswith("On grade_test the plain recipe"))
+    assert "beats chance, 73.0 [67.0, 79.0]" in learnable and "failed to learn" in learnable
+    unlearnable = next(line for line in lines if line.startswith("On table3_test even the plain recipe"))
+    assert "48.0 [42.0, 54.0]" in unlearnable and "neither for nor against" in unlearnable
+
+
 def test_pseudo_masks_that_grow_with_the_grade_are_said_to_follow_it(tmp_path):
     rng = np.random.default_rng(0)
     grades = np.repeat(np.arange(5), 12)

@@ -313,9 +313,30 @@ def grading_baselines(results: Path) -> list[str]:
         if one_class:
             out.append(f"On {test_set}, **one grade for every image, AUC not ranked**: "
                        + ", ".join(one_class) + ".")
+        out.extend(probe_sentence(test_set, rows))
     out.append(verdict_sentence("mtunet_best_grading_idrid", results))
     out.append(verdict_sentence("mtunet_best_grading_sidrp", results))
     return out
+
+
+def probe_sentence(test_set: str, rows: pd.DataFrame) -> list[str]:
+    """What the plain recipe (grading_probe) says about a test set: can the training images
+    teach the grade there at all? Its interval above chance: yes, so a grader at chance there did
+    not learn; an interval that holds chance: no network trained on them can be ranked there."""
+    from mtunet.study.grading_probe import PROBE
+
+    probe = rows[rows["network"] == PROBE]
+    if probe.empty or "mean_auc_low" not in probe:
+        return []
+    auc, low, high = (float(probe[c].iloc[0]) for c in ("mean_auc", "mean_auc_low", "mean_auc_high"))
+    cell = f"{auc:.1f} [{low:.1f}, {high:.1f}]"
+    if low > 50:
+        return [f"On {test_set} the plain recipe, a logistic regression on frozen VGG16 features "
+                f"({PROBE}), beats chance, {cell}: the training images carry the grade to this set, so a grader "
+                f"whose interval holds 50 here failed to learn what they carry."]
+    return [f"On {test_set} even the plain recipe, a logistic regression on frozen VGG16 features "
+            f"({PROBE}), is at chance, {cell}: at this scale the training images do not carry the grade to this "
+            f"set, so the graders' AUCs here are evidence neither for nor against the paper."]
 
 
 def significance(results: Path) -> list[str]:

@@ -22,6 +22,7 @@ import pandas as pd
 from mtunet.config import GRADE_NAMES
 from mtunet.data.records import Record
 from mtunet.models.registry import label
+from mtunet.study import grading_probe
 from mtunet.study.roles import grading_test_set
 from mtunet.study.runs import Context, RunSpec, input_size_for
 from mtunet.study.table1_variants import mtunet_spec
@@ -187,6 +188,8 @@ def grading_summary(evaluations: Mapping, test_name: str) -> pd.DataFrame:
     from mtunet.metrics import (bootstrap_ci, expected_calibration_error, mean_auc_interval,
                                 quadratic_kappa)
 
+    from mtunet.models.registry import MODELS
+
     rows = []
     for (model, seed, name), ev in evaluations.items():
         if name != test_name:
@@ -197,7 +200,8 @@ def grading_summary(evaluations: Mapping, test_name: str) -> pd.DataFrame:
         correct = (pred == y).astype(float)
         accuracy = bootstrap_ci(np.mean, correct, n_resamples=1000)
         counts = np.bincount(pred, minlength=len(GRADE_NAMES))
-        rows.append({"network": label(model), "seed": seed, "test_set": name, "n_test": len(y),
+        rows.append({"network": label(model) if model in MODELS else model,   # or a reference recipe's name
+                     "seed": seed, "test_set": name, "n_test": len(y),
                      "mean_auc": 100 * auc.auc, "mean_auc_low": 100 * auc.low,
                      "mean_auc_high": 100 * auc.high,
                      "kappa": quadratic_kappa(y, pred), "kappa_low": kappa.low, "kappa_high": kappa.high,
@@ -304,7 +308,11 @@ def tables3_4(ctx: Context, splits, pseudo_train: Sequence[Record], grading_mode
     write_table(made[4], results, "table4_grading_external",
                 f"Table 4 — ROC AUC (%) per grade (paper: SiDRP14-15), test set: "
                 f"{describe_test_set(splits, TABLE4_ROLE)}", note=note)
-    summary = pd.concat([grading_summary(evaluations, name) for name in tests if tests[name]],
+    # the plain recipe beside the graders (grading_probe): can these images teach the grade?
+    probe = {} if ctx.dry_run else grading_probe.probe_evaluations(
+        pseudo_train, tests, input_size_for("mtunet", grader_image_size), ctx.base.encoder_weights,
+        ctx.runs_dir, seed=(grading_seeds or seeds)[0])[0]
+    summary = pd.concat([grading_summary({**evaluations, **probe}, name) for name in tests if tests[name]],
                         ignore_index=True) if evaluations else pd.DataFrame()
     if not ctx.dry_run:
         write_table(summary, results, "grading_summary",
