@@ -58,5 +58,19 @@ def test_no_file_no_summary_and_no_sentence(tmp_path):
     assert summary(tmp_path / "none.csv") is None and wall_time(None) == ""
     text = wall_time({"seconds": 5 * 3600 + 360, "executions": 12, "stopped": 3,
                       "since": "2026-11-26T19:55:11Z"})
-    assert "5.1 h" in text and "12 notebook executions since 2026-11-26" in text
+    assert "5.1 h" in text and "12 executions of the notebooks and the loss selection since 2026-11-26" in text
     assert "3 of them stopped" in text
+
+
+def test_a_row_added_while_a_notebook_runs_does_not_misplace_its_time(tmp_path):
+    path, clock = tmp_path / "executions.csv", Clock()
+    with Execution(path, "04_c", "abc", clock=clock) as run:
+        rows = read_rows(path)
+        rows.insert(0, {"notebook": "select-loss", "commit": "", "started": "2026-01-01T00:00:00Z",
+                        "seconds": "60", "outcome": "done"})
+        from mtunet.report.executions import _write_rows
+        _write_rows(path, rows)
+        clock.now += 30
+        run.outcome = "done"
+    assert [(r["notebook"], r["seconds"], r["outcome"]) for r in read_rows(path)] == [
+        ("select-loss", "60", "done"), ("04_c", "30", "done")]

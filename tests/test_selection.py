@@ -59,6 +59,8 @@ def test_parse_candidates():
 
 
 def test_selection_on_synthetic_data_writes_the_table(synthetic_root, tmp_path):
+    from mtunet.report.executions import read_rows
+
     code = main(["select-loss", "--profile", "smoke", "--data-dir", str(synthetic_root),
                  "--out", str(tmp_path / "res"), "--runs-dir", str(tmp_path / "runs"),
                  "--candidates", "bce:1,dice:1:1e-3", "--set", "image_size=32", "--set", "patch_size=32",
@@ -70,6 +72,8 @@ def test_selection_on_synthetic_data_writes_the_table(synthetic_root, tmp_path):
     assert table["chosen"].tolist() == selection.choose(table)
     note = (tmp_path / "res" / "loss_selection.md").read_text()
     assert "scored at the masks' own size on the other 2" in note and "[0.33, 3]" in note
+    rows = read_rows(tmp_path / "runs" / "executions.csv")      # its time joins the profile's total
+    assert [(r["notebook"], r["outcome"]) for r in rows] == [("select-loss", "done")]
 
 
 def test_selection_refuses_a_missing_data_folder(tmp_path, capsys):

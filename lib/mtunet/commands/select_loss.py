@@ -52,6 +52,8 @@ def parse_override(text: str) -> tuple[str, object]:
 def main(args: argparse.Namespace) -> int:
     from mtunet.commands.run_notebooks import load_profile
     from mtunet.config import resolve_path
+    from mtunet.report.executions import Execution
+    from mtunet.report.manifest import git_commit
     from mtunet.study.datasets import resolve_data_dir
     from mtunet.study.loss_selection import select_loss
     from mtunet.study.parameters import with_defaults
@@ -65,7 +67,11 @@ def main(args: argparse.Namespace) -> int:
                             **dict(args.overrides)})
     data = resolve_data_dir(args.data_dir or params["data_dir"], params["synthetic"])
     ctx = Context.from_parameters(params)
-    table = select_loss(ctx, splits_from_parameters(data, params), params["seed_model"], args.candidates,
-                        args.val_images, resolve_path(params["results_dir"]))
+    # its wall time joins the profile's notebook executions (the README's results block totals them)
+    with Execution(resolve_path(params["runs_dir"]) / "executions.csv", "select-loss",
+                   git_commit()["commit"]) as execution:
+        table = select_loss(ctx, splits_from_parameters(data, params), params["seed_model"],
+                            args.candidates, args.val_images, resolve_path(params["results_dir"]))
+        execution.outcome = "done"
     print(table.to_string(index=False))
     return 0

@@ -2,7 +2,8 @@
 
 A batch that spans days, restarts and killed processes has no single wall time to print at its
 end. The runner therefore keeps ``runs/<profile>/executions.csv``: one row per notebook
-execution (notebook, commit, start, seconds, outcome). A row is written when the notebook
+execution (notebook, commit, start, seconds, outcome), and the loss selection adds its own row
+("select-loss"). A row is written when the notebook
 starts and its seconds are rewritten every minute while it runs, so a process killed outright
 (no handler runs) still leaves its time, to the minute, in a row whose outcome stays "running".
 The sum over all rows is what the results cost on this machine: an upper bound on a cold run,
@@ -59,17 +60,16 @@ class Execution:
         self.outcome = "failed"
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._index = -1
+        self._started = ""
         self._t0 = 0.0
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> "Execution":
         self._t0 = self.clock()
         rows = read_rows(self.path)
+        self._started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._t0))
         rows.append({"notebook": self.notebook, "commit": self.commit[:12],
-                     "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._t0)),
-                     "seconds": "0", "outcome": RUNNING})
-        self._index = len(rows) - 1
+                     "started": self._started, "seconds": "0", "outcome": RUNNING})
         _write_rows(self.path, rows)
         self._thread = threading.Thread(target=self._beat, name="executions", daemon=True)
         self._thread.start()
@@ -90,9 +90,12 @@ class Execution:
     def _update(self, outcome: str) -> None:
         with self._lock:
             rows = read_rows(self.path)
-            if not 0 <= self._index < len(rows):
-                return      # the file was removed under us: nothing to keep current
-            rows[self._index].update(seconds=f"{self.clock() - self._t0:.0f}", outcome=outcome)
+            # found by what it holds, not where: a row added or removed meanwhile moves it
+            mine = [row for row in rows if (row["notebook"], row["started"], row["outcome"])
+                    == (self.notebook, self._started, RUNNING)]
+            if not mine:
+                return      # the row or the file was removed under us: nothing to keep current
+            mine[-1].update(seconds=f"{self.clock() - self._t0:.0f}", outcome=outcome)
             _write_rows(self.path, rows)
 
 

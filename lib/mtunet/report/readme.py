@@ -176,9 +176,10 @@ def wall_time(executions: dict | None) -> str:
     hours = executions["seconds"] / 3600
     spent = f"{hours:.1f} h" if hours >= 1 else f"{executions['seconds'] / 60:.0f} min"
     stopped = executions.get("stopped", 0)
-    return (f"Executing the notebooks took {spent} of wall time on this profile's machine in all "
-            f"({executions['executions']} notebook executions since {executions['since'][:10]}, "
-            f"{stopped} of them stopped and resumed; an upper bound on one uninterrupted run). ")
+    return (f"Computing them took {spent} of wall time on this profile's machine in all "
+            f"({executions['executions']} executions of the notebooks and the loss selection since "
+            f"{executions['since'][:10]}, {stopped} of them stopped and resumed; an upper bound on "
+            f"one uninterrupted run). ")
 
 
 def replace_block(text: str, profile: str, block: str, kind: str = "results") -> str:
