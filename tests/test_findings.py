@@ -138,7 +138,8 @@ def test_the_training_cost_counts_shared_runs_once_and_names_the_resumed(tmp_pat
     write_table(pd.DataFrame(rows, columns=["notebook", "run_id", "train_minutes", "resumed", "resume_exact"])
                 .assign(dtype_policy="mixed_bfloat16"), tmp_path, "training_runs")
     text = findings.training_cost(tmp_path)
-    assert text.startswith("The study rests on 3 training runs, 2.0 h of training epochs (mixed_bfloat16)")
+    assert text.startswith("The study rests on 3 training runs, 2.0 h of training epochs (mixed_bfloat16; "
+                           "by the notebook that first trains them: 04 30.0 min, 05 1.5 h)")
     assert "2 were interrupted and resumed from a checkpoint, 1 of them known to be bit for bit" in text
     assert "was not produced" in findings.training_cost(tmp_path / "nowhere")
 

@@ -357,6 +357,18 @@ def significance(results: Path) -> list[str]:
     return out
 
 
+def _minutes(minutes: float) -> str:
+    return f"{minutes / 60:.1f} h" if minutes >= 60 else f"{minutes:.1f} min"
+
+
+def _notebook_number(value) -> str:
+    """"04" for 4, "4" or "04" (a CSV read back turns the notebook column into numbers)."""
+    try:
+        return f"{int(value):02d}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def training_cost(results: Path) -> str:
     """How many training runs the study rests on, their epochs' time, and the resumed ones."""
     table = read_table(results, "training_runs")
@@ -366,9 +378,10 @@ def training_cost(results: Path) -> str:
     resumed = runs[runs["resumed"].astype(bool)]
     exact = int(resumed["resume_exact"].fillna(False).astype(bool).sum())
     minutes = float(runs["train_minutes"].sum())
-    spent = f"{minutes / 60:.1f} h" if minutes >= 60 else f"{minutes:.1f} min"
-    text = (f"The study rests on {len(runs)} training runs, {spent} of training epochs "
-            f"({', '.join(sorted(set(runs['dtype_policy'].astype(str))))}); ")
+    by_notebook = runs.groupby(runs["notebook"].map(_notebook_number), sort=True)["train_minutes"].sum()
+    text = (f"The study rests on {len(runs)} training runs, {_minutes(minutes)} of training epochs "
+            f"({', '.join(sorted(set(runs['dtype_policy'].astype(str))))}; by the notebook that "
+            f"first trains them: {', '.join(f'{n} {_minutes(m)}' for n, m in by_notebook.items())}); ")
     if not len(resumed):
         return text + "none was interrupted."
     return text + (f"{len(resumed)} were interrupted and resumed from a checkpoint, "
