@@ -74,3 +74,18 @@ def test_a_row_added_while_a_notebook_runs_does_not_misplace_its_time(tmp_path):
         run.outcome = "done"
     assert [(r["notebook"], r["seconds"], r["outcome"]) for r in read_rows(path)] == [
         ("select-loss", "60", "done"), ("04_c", "30", "done")]
+
+
+def test_a_damaged_file_loses_its_bad_rows_with_a_warning_and_never_stops_the_batch(tmp_path):
+    path = tmp_path / "executions.csv"
+    path.write_text("notebook,commit,started,seconds,outcome\n"
+                    "01_a,abc,2026-01-01T00:00:00Z,12,done\n"
+                    "02_b,abc,2026-01-01T00:01:00Z,twelve,done\n"
+                    "03_c,abc\n")
+    with pytest.warns(UserWarning, match="not an execution record") as caught:
+        assert summary(path)["seconds"] == 12
+    assert sorted(str(w.message).split(", line ")[1][:1] for w in caught) == ["3", "4"]
+    with pytest.warns(UserWarning):
+        with Execution(path, "04_d", "abc", clock=Clock()) as run:
+            run.outcome = "done"
+    assert [r["notebook"] for r in read_rows(path)] == ["01_a", "04_d"]

@@ -15,6 +15,7 @@ import csv
 import io
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from mtunet.files import write_text
@@ -25,12 +26,25 @@ HEARTBEAT_S = 60.0
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
-    """The rows of an executions file ([] when there is none)."""
+    """The rows of an executions file ([] when there is none). Bookkeeping never stops a batch:
+    a row that is not a record of an execution (a torn or hand-edited file) is dropped with a
+    warning naming the file and the line."""
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
         return []
-    return list(csv.DictReader(io.StringIO(text)))
+    rows = []
+    for line, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+        try:
+            float(row.get("seconds") or "")
+            if not all(row.get(k) is not None for k in COLUMNS):
+                raise ValueError
+        except (TypeError, ValueError):
+            warnings.warn(f"{path}, line {line}: not an execution record ({row}); left out",
+                          stacklevel=2)
+            continue
+        rows.append(row)
+    return rows
 
 
 def _write_rows(path: Path, rows: list[dict[str, str]]) -> None:
