@@ -30,7 +30,8 @@ GRADERS_SET = {"nasnet_large", "nasnet_mobile", "densenet201", "inception_resnet
 
 EAGER = ({"jit_compile": True} if keras.backend.backend() == "jax"
          else {"jit_compile": False, "run_eagerly": True})
-MTUNET_PARAMS = 39_297_226          # 5 classes, 5 grades; DESIGN.md's "39.3 M" (+ 2,048: the grade head's batch norm)
+MTUNET_PARAMS = 39_309_898          # 5 classes, 5 grades; DESIGN.md's "39.3 M" + 2,048 (the grade head's
+                                    # batch norm) + 12,672 (the decoder's: 4 per channel, no conv bias)
 RESNEXT101_TRAINABLE = 44_177_704   # with the 1000-class head: the published 44.2 M
 
 
@@ -120,7 +121,8 @@ def test_output_layer_names():
 
 def test_mtunet_parameter_count():
     """39,295,178 = VGG16 convs 14,714,688 + mirrored decoder with 2x2 transposed convs
-    24,577,600 + 1x1 seg head 325 + Dense grade 2,565 (3x3 transposed convs would be 42.8 M)."""
+    24,577,600 + 1x1 seg head 325 + Dense grade 2,565 (3x3 transposed convs would be 42.8 M),
+    plus our batch norms: the grade head's 2,048 and the decoder's 12,672."""
     assert build_mtunet((64, 64, 3)).count_params() == MTUNET_PARAMS
 
 
@@ -143,13 +145,28 @@ def test_mtunet_layout_mirrors_vgg16():
         model.get_layer(f"dec_stage{stage}_concat")
         convs = [model.get_layer(f"dec_stage{stage}_conv{i}") for i in range(1, n_convs + 1)]
         assert all(c.filters == filters and c.kernel_size == (3, 3) for c in convs)
-        assert all(c.activation.__name__ == "relu" for c in convs)
         assert all(isinstance(c.kernel_initializer, keras.initializers.HeNormal) for c in convs)
+        # ours: batch norm then ReLU after each decoder conv (mtunet._conv_bn_relu says why)
+        for i in range(1, n_convs + 1):
+            assert isinstance(model.get_layer(f"dec_stage{stage}_conv{i}_bn"), keras.layers.BatchNormalization)
+            assert model.get_layer(f"dec_stage{stage}_conv{i}_relu").activation.__name__ == "relu"
     seg = model.get_layer("seg")
     assert seg.kernel_size == (1, 1) and seg.filters == 5
-    # no batch norm but the grade head's (ours: layers.grade_head says why)
-    assert [layer.name for layer in model.layers
-            if isinstance(layer, keras.layers.BatchNormalization)] == ["grade_bn"]
+    # the encoder is VGG16's own: no batch norm there
+    assert not [layer.name for layer in model.layers
+                if isinstance(layer, keras.layers.BatchNormalization) and layer.name.startswith("block")]
+
+
+def test_mtunet_segmentation_is_not_saturated_at_initialisation():
+    """With the HED encoder's activations in the hundreds, a decoder without batch norm gave
+    softmax outputs of exactly 0 or 1 on most pixels at the first training step: no gradient to
+    learn from. (Training mode: batch norm normalises with the batch's statistics.)"""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, size=(2, 64, 64, 3)).astype("float32")
+    seg = np.asarray(build_mtunet((64, 64, 3), encoder_weights="auto")(images, training=True)["seg"])
+    assert (seg > 0.999).mean() < 0.05
 
 
 @pytest.mark.parametrize("encoder, size", [("resnet50", 64), ("inception_v3", 80),

@@ -85,16 +85,6 @@ class StopGradient(keras.layers.Layer):
         return input_shape
 
 
-def conv_relu(filters: int, name: str, kernel_size: int = 3):
-    """3x3 (by default) convolution + ReLU, He-normal, 'same' padding: the paper's decoder conv."""
-
-    def block(x):
-        return keras.layers.Conv2D(filters, kernel_size, padding="same", activation="relu",
-                                   kernel_initializer="he_normal", name=name)(x)
-
-    return block
-
-
 def conv_bn_relu(filters: int, name: str, kernel_size: int = 3, use_batchnorm: bool = True,
                  dilation_rate: int = 1, initializer: str = "he_uniform"):
     """segmentation_models' ``Conv2dBn`` + ReLU: layers ``<name>_conv``, ``<name>_bn``, ``<name>_relu``.

@@ -4,8 +4,9 @@
   decoder *before* their max-pool; after the 5th block the fully connected layers become
   GlobalMaxPooling2D + Dense(5, softmax) — the grade. The decoder mirrors VGG16 (stages of 512,
   512, 256, 128, 64 filters with 3, 3, 3, 2, 2 convolutions); each stage upsamples with a
-  Conv2DTranspose (stride 2), concatenates the skip and convolves (3x3, ReLU, He-normal); a 1x1
-  convolution with a per-pixel softmax gives the segmentation.
+  Conv2DTranspose (stride 2), concatenates the skip and convolves (3x3, He-normal, then batch
+  norm and ReLU: our addition, see ``_conv_bn_relu``); a 1x1 convolution with a per-pixel softmax
+  gives the segmentation.
 - **A** (Fig. 2): a plain UNet (Ronneberger et al. 2015) with a grading head at the end of the
   decoder.
 - **B** (Fig. 3): two steps: a UNet segments; a classifier grades from the image and the mask.
@@ -13,7 +14,8 @@
 Choices the text leaves open (Figure 5's layer table is an image we do not have):
 
 - the transposed convolutions are 2x2, stride 2, linear (no activation), He-normal — with them
-  MTUnet has 39,295,178 parameters at 5 classes, DESIGN.md's "39.3 M" (3x3 ones would give 42.8 M);
+  MTUnet without batch norm has 39,295,178 parameters at 5 classes, DESIGN.md's "39.3 M" (3x3
+  ones would give 42.8 M); the decoder's and the grade head's batch norms add 14,720;
 - the grade pools block5_pool (the max-pool closing the 5th block; its global max equals that of
   block5_conv3 for even sizes) — the same tensor the decoder starts from;
 - variant A/B's plain UNet uses 64..1024 filters, two 3x3 'same' convolutions per level, no batch
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 import keras
 
 from .encoders import ENCODERS, build_encoder, check_encoder
-from .layers import InputScaling, StopGradient, conv_bn_relu, conv_relu, grade_head, match_size
+from .layers import InputScaling, StopGradient, conv_bn_relu, grade_head, match_size
 from .weights import check_encoder_weights, load_encoder_weights
 
 # (filters, convolutions) per decoder stage, coarse to fine: VGG16's blocks read backwards.
@@ -94,8 +96,23 @@ def _vgg_mirror_decoder(x, skips):
             x = match_size(x, skip, name=f"dec_stage{stage}_resize")
             x = keras.layers.Concatenate(name=f"dec_stage{stage}_concat")([x, skip])
         for i in range(1, n_convs + 1):
-            x = conv_relu(filters, name=f"dec_stage{stage}_conv{i}")(x)
+            x = _conv_bn_relu(filters, f"dec_stage{stage}_conv{i}")(x)
     return x
+
+
+def _conv_bn_relu(filters: int, name: str):
+    """3x3 convolution (He-normal, no bias), batch norm, ReLU. Without the batch norm the HED
+    VGG16 encoder's activations (up to ~500 on fundus images) pass through the He-initialised
+    decoder unshrunk and saturate the softmax at initialisation: on the cpu crops MTUnet then never
+    learned to segment (README "Deviations", "MTUnet's decoder")."""
+
+    def block(x):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
+                                kernel_initializer="he_normal", name=name)(x)
+        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+        return keras.layers.Activation("relu", name=f"{name}_relu")(x)
+
+    return block
 
 
 # ----------------------------------------------------------------------------------------------
