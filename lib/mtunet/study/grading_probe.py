@@ -44,14 +44,14 @@ def feature_extractor(image_size: int, encoder_weights="auto"):
 
 def pooled_features(extractor, records: Sequence[Record], image_size: int,
                     batch_size: int = 8) -> np.ndarray:
-    """(N, F): per image, the mean and the max of every feature map channel."""
-    from mtunet.data.preprocess import fit_square, fundus_bbox, load_rgb
+    """(N, F): per image, the mean and the max of every feature map channel, from the images the
+    graders are scored on (``load_arrays``: the same crop, pad and resize)."""
+    from mtunet.data.preprocess import load_arrays
 
+    images = load_arrays(records, image_size, progress=False)[0]
     out = []
-    for start in range(0, len(records), batch_size):
-        images = [load_rgb(r.image_path) for r in records[start:start + batch_size]]
-        batch = np.stack([fit_square(im, image_size, fundus_bbox(im)) for im in images])
-        maps = extractor.predict_on_batch(batch.astype("float32"))
+    for start in range(0, len(images), batch_size):
+        maps = extractor.predict_on_batch(images[start:start + batch_size].astype("float32"))
         out.append(np.concatenate([np.concatenate([np.asarray(m, np.float32).mean((1, 2)),
                                                    np.asarray(m, np.float32).max((1, 2))], axis=1)
                                    for m in maps], axis=1))
