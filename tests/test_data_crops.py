@@ -224,3 +224,18 @@ def test_fit_on_crop_batches(train_records):
     # the grade loss is switched off by its zero sample weights
     assert all(v == pytest.approx(0.0, abs=1e-7) for v in hist.history["grade_loss"])
 
+
+
+def test_ignored_lesions_are_never_crop_targets_and_carry_no_label(train_records):
+    """Pseudo-labelled records whose red lesions the loss skips: no crop is centred on those
+    pixels (red crops come from the true masks), and in a batch they are all-zero one-hot rows."""
+    skipped = [dataclasses.replace(r, ignored=("MA", "HE"), image_id=f"p{r.image_id}")
+               for r in train_records]
+    seq = make(skipped, lesion_share=1.0)
+    assert seq.lesion_classes == (3, 4)                       # EX, SE only
+    _, y, _ = seq[0]
+    assert (y["seg"].sum(-1) == 0).any()                       # some skipped pixels in the crops
+    assert not y["seg"][..., 1:3].any()                        # and never a red label
+    mixed = make([train_records[0], *skipped], lesion_share=1.0)
+    mixed.preload(progress=False)
+    assert list(mixed._by_class[1]) == list(mixed._by_class[2]) == [0]   # red: the true masks only

@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mtunet.data.preprocess import (fit_square, fundus_bbox, fundus_mask, label_map, load_arrays,
-                                    load_rgb, prepare_example, read_mask, resize_image, resize_mask,
-                                    truth_label_map, truth_masks)
+from mtunet.config import IGNORE_LABEL
+from mtunet.data.preprocess import (example_key, fit_square, fundus_bbox, fundus_mask, label_map,
+                                    load_arrays, load_rgb, one_hot_labels, prepare_example,
+                                    read_mask, resize_image, resize_mask, truth_label_map,
+                                    truth_masks)
 from mtunet.data.records import Record
 from mtunet.data.synthetic import synth_fundus, write_palette_mask
 from mtunet.errors import DataError
@@ -79,6 +81,21 @@ def test_label_map_priority():
     assert label_map(masks, include_od=True)[0, 3] == 5
 
 
+def test_ignored_lesions_become_the_ignore_label_and_an_all_zero_one_hot_row():
+    a = np.zeros((3, 3), bool)
+    he, ex = a.copy(), a.copy()
+    he[0, 0] = he[1, 1] = True
+    ex[1, 1] = ex[2, 2] = True                     # an ignored lesion wins over a taught one
+    lab = label_map({"HE": he, "EX": ex}, ignored=("MA", "HE"))
+    assert (lab[0, 0], lab[1, 1], lab[2, 2], lab[0, 1]) == (IGNORE_LABEL, IGNORE_LABEL, 3, 0)
+    hot = one_hot_labels(lab, 5)
+    assert hot.shape == (3, 3, 5)
+    assert not hot[0, 0].any() and not hot[1, 1].any()
+    assert hot[2, 2, 3] == 1 and hot[0, 1, 0] == 1 and hot.sum() == 7
+    with pytest.raises(ValueError, match="label 5 outside the 5 classes"):
+        one_hot_labels(np.array([[5, IGNORE_LABEL]], np.uint8), 5)
+
+
 def test_resize_mask_keeps_single_pixel():
     m = np.zeros((1024, 1024), bool)
     m[517, 301] = True
@@ -108,6 +125,17 @@ def test_prepare_example_keeps_microaneurysm_at_64(tmp_path):
     assert set(np.unique(label)) <= {0, 1, 2}
     # aspect kept: 1024x680 disc cropped+padded to a square, black bands above and below
     assert image[0].max() < 30 and image[32, 5:59].mean() > 20
+
+
+def test_a_record_with_ignored_lesions_prepares_and_caches_apart(tmp_path):
+    import dataclasses
+
+    rec, _ = _single_ma_record(tmp_path)
+    skipped = dataclasses.replace(rec, ignored=("MA", "HE"))
+    _, label = prepare_example(skipped, 64)
+    assert set(np.unique(label)) == {0, IGNORE_LABEL}
+    assert (label == IGNORE_LABEL).sum() == (prepare_example(rec, 64)[1] > 0).sum()
+    assert example_key(skipped) != example_key(rec)
 
 
 def test_prepare_example_mask_size_mismatch(tmp_path):

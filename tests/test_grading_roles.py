@@ -288,7 +288,7 @@ def test_tables3_4_on_small_folders(four_sets, tmp_path):
     train = [dataclasses.replace(r, has_masks=True) for r in splits["grade_train"]]   # empty masks
     results = tmp_path / "results"
     results.mkdir()
-    out = tables3_4(ctx, splits, train, ["nasnet_mobile"], seeds=[0], grading_seeds=[0],
+    out = tables3_4(ctx, splits, train, train, ["nasnet_mobile"], seeds=[0], grading_seeds=[0],
                     grader_image_size=32, results=results)
     for table in (out.table3, out.table4):
         ours = table.dropna(subset=["ours_mean"])

@@ -2,6 +2,8 @@
 by sample weight, the budget in crop steps, and the same batches after a resume."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -111,3 +113,22 @@ def test_in_a_multitask_epoch_the_grade_batches_shape_the_segmentation(synthetic
     without_grade, kernel_without = seg_kernel_after_one_epoch(False)
     assert with_grade["grade_loss"][0] > 0 and without_grade["grade_loss"][0] == 0
     assert np.abs(kernel_with - kernel_without).max() > 1e-5
+
+
+def test_ungraded_lesion_images_feed_the_crops_and_only_graded_images_the_grade_batches(synthetic_root):
+    """Table 1 trains on IDRiD-S images (true masks, no grade) and graded pseudo-labelled images:
+    the whole-image grade batches must draw only the graded ones (an ungraded image there is a
+    batch slot with no loss), the crops every lesion-annotated one."""
+    from mtunet.data import read_segmentation
+    from mtunet.study.runs import RunSpec, training_sequence
+
+    records = [r for r in read_segmentation(synthetic_root / "IDRiD") if r.split == "train"]
+    graded = [dataclasses.replace(r, grade=2, image_id=f"g{r.image_id}") for r in records[:3]]
+    spec = RunSpec("mtunet", image_size=32, work_size=64, patch_size=32, steps_per_epoch=4,
+                   batch_size=2, augment=False)
+    seq = training_sequence(records + graded, spec, ("seg", "grade"))
+    crops, whole = seq.parts
+    assert len(crops.records) == len(records) + len(graded)
+    assert [r.image_id for r in whole.records] == [r.image_id for r in graded]
+    step2 = training_sequence(records + graded, spec, ("grade",))     # variant B's grader step
+    assert [r.image_id for r in step2.records] == [r.image_id for r in graded]

@@ -288,3 +288,20 @@ def test_new_losses_serialize_round_trip():
                 L.CEDiceLoss(background_weight=0.0)):
         again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(obj))
         assert type(again) is type(obj) and again.get_config() == obj.get_config()
+
+
+@pytest.mark.parametrize("name", sorted(L.SEGMENTATION_LOSSES))
+def test_every_segmentation_loss_skips_ignored_pixels(name):
+    """A pixel whose one-hot truth is all zero (a lesion its mask cannot be trusted with) must
+    not move the loss, whatever is predicted there: the loss neither teaches that lesion nor
+    background at that pixel."""
+    y = one_hot_map(CLASS_MAP)
+    y[0, 0, 1] = 0.0                                  # the MA pixel of image 0: ignored
+    loss = L.segmentation_loss(name)
+    pred = _soft(y, 0)
+    other = pred.copy()
+    other[0, 0, 1] = [0.0, 0.97, 0.01, 0.01, 0.01]   # anything at the ignored pixel
+    assert float(_np(loss(y, pred))) == pytest.approx(float(_np(loss(y, other))), abs=1e-6)
+    taught = pred.copy()
+    taught[0, 1, 0] = [0.0, 0.97, 0.01, 0.01, 0.01]  # the same change at a labelled pixel counts
+    assert abs(float(_np(loss(y, pred))) - float(_np(loss(y, taught)))) > 1e-4

@@ -5,6 +5,7 @@ import dataclasses
 
 import cv2
 import numpy as np
+import pytest
 
 from mtunet.data import read_segmentation
 from mtunet.data.preprocess import fundus_bbox, pad_to_square, load_rgb, prepare_example, restore_label_map
@@ -44,3 +45,29 @@ def test_written_masks_read_back_as_any_mask(synthetic_root, tmp_path):
     lesion = small > 0
     assert (relabelled[lesion] > 0).mean() > 0.95    # every predicted lesion is read back
     assert (relabelled[lesion] == small[lesion]).mean() > 0.8
+
+
+def test_multitask_training_set_is_the_true_masks_and_the_pseudo_masks_minus_skipped_lesions(
+        synthetic_root, tmp_path, monkeypatch):
+    """Table 1's training images: IDRiD-S train (true masks, no grade, nothing skipped) plus the
+    graded pseudo-labelled images, whose red lesions the loss skips; the run key sees the skip."""
+    from mtunet.errors import UserError
+    from mtunet.study import pseudo_labelling
+    from mtunet.study.runs import data_fingerprint
+
+    seg_train = [r for r in read_segmentation(synthetic_root / "IDRiD") if r.split == "train"]
+    graded = [dataclasses.replace(r, grade=1, image_id=f"g{r.image_id}") for r in seg_train[:3]]
+    splits = {"seg_train": seg_train, "grade_train": graded}
+    monkeypatch.setattr(pseudo_labelling, "load", lambda results, records: list(records))
+
+    class Ctx:
+        dry_run = False
+
+    train = pseudo_labelling.multitask_train(Ctx(), splits, tmp_path, ["MA", "HE"])
+    assert train[:len(seg_train)] == seg_train and all(not r.ignored for r in train[:len(seg_train)])
+    assert [r.ignored for r in train[len(seg_train):]] == [("MA", "HE")] * 3
+    plain = pseudo_labelling.multitask_train(Ctx(), splits, tmp_path, [])
+    assert data_fingerprint(plain) != data_fingerprint(train)
+    assert data_fingerprint(graded) == data_fingerprint(pseudo_labelling.pseudo_labelled(Ctx(), splits, tmp_path))
+    with pytest.raises(UserError, match=r"pseudo_ignored names \['XX'\]"):
+        pseudo_labelling.multitask_train(Ctx(), splits, tmp_path, ["XX"])

@@ -16,6 +16,10 @@ LESION_NAMES = {"MA": "Microaneurysms", "HE": "Haemorrhages", "EX": "Hard Exudat
 CLASS_NAMES: tuple[str, ...] = ("background",) + LESIONS
 CLASS_NAMES_WITH_OD: tuple[str, ...] = CLASS_NAMES + ("OD",)
 CLASS_INDEX = {name: i for i, name in enumerate(CLASS_NAMES_WITH_OD)}
+# Label-map value of a pixel the segmentation loss ignores (taught neither as a lesion nor as
+# background): the lesions a record's masks cannot be trusted with (Record.ignored). One-hot, it
+# is an all-zero row (mtunet.data.preprocess.one_hot_labels), which the losses skip.
+IGNORE_LABEL = 255
 
 # Lesion groups the paper reports Dice for (Table 2): red = MA u HE, yellow = EX u SE.
 LESION_GROUPS: dict[str, tuple[int, ...]] = {

@@ -16,6 +16,9 @@ registered as Keras-serializable (package ``"mtunet"``) so saved models reload w
   :class:`DiceFocalLoss` (the lesion-crop recipe of DESIGN.md) and :class:`CEDiceLoss`: losses for
   training on lesion-scale crops, where BCE alone collapses and Dice alone floods.
 
+Every segmentation loss skips the pixels whose one-hot truth is all zero (ignored pixels, see
+``config.IGNORE_LABEL``).
+
 :data:`SEGMENTATION_LOSSES` is the one list of segmentation loss names (name -> class); read it
 rather than repeating the names.
 """
@@ -31,6 +34,19 @@ SEG_OUTPUT, GRADE_OUTPUT = "seg", "grade"
 LESION_CHANNELS = (1, 2, 3, 4)
 
 _register = keras.saving.register_keras_serializable(package="mtunet")
+
+
+def _labelled_only(y_true, y_pred):
+    """``y_pred`` with the pixels whose one-hot ``y_true`` row is all zero set to 0.
+
+    Such a pixel is one the data pipeline marks as ignored (config.IGNORE_LABEL: a lesion its
+    mask cannot be trusted with). Zeroed, it adds nothing to any Dice sum and (after clipping) no
+    cross-entropy, so the loss teaches neither a lesion nor background there.
+    """
+    y_pred = ops.convert_to_tensor(y_pred)
+    labelled = ops.cast(ops.sum(ops.cast(y_true, y_pred.dtype), axis=-1, keepdims=True) > 0,
+                        y_pred.dtype)
+    return y_pred * labelled
 
 
 def _channels(x, class_indexes):
@@ -65,7 +81,7 @@ class SegmentationBCE(keras.losses.Loss):
         self.epsilon = float(epsilon)
 
     def call(self, y_true, y_pred):
-        y_pred = ops.clip(ops.convert_to_tensor(y_pred), self.epsilon, 1.0 - self.epsilon)
+        y_pred = ops.clip(_labelled_only(y_true, y_pred), self.epsilon, 1.0 - self.epsilon)
         y_true = ops.cast(y_true, y_pred.dtype)
         bce = -(y_true * ops.log(y_pred) + (1.0 - y_true) * ops.log(1.0 - y_pred))
         per_pixel = ops.sum(bce, axis=-1)
@@ -108,8 +124,8 @@ class GradingCCE(keras.losses.Loss):
 
 def _soft_overlap(y_true, y_pred, class_indexes):
     """Σ Y·S, Σ Y, Σ S per channel, summed over batch and pixels (pooled, like
-    segmentation_models' ``per_image=False``)."""
-    y_pred = _channels(ops.convert_to_tensor(y_pred), class_indexes)
+    segmentation_models' ``per_image=False``); ignored pixels (all-zero ``y_true``) left out."""
+    y_pred = _channels(_labelled_only(y_true, y_pred), class_indexes)
     y_true = ops.cast(_channels(y_true, class_indexes), y_pred.dtype)
     axes = tuple(range(len(y_pred.shape) - 1))
     return (ops.sum(y_true * y_pred, axis=axes), ops.sum(y_true, axis=axes),

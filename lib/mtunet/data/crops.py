@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from mtunet.config import CLASS_INDEX, CLASS_NAMES_WITH_OD, LESION_GROUPS, LESIONS, N_GRADES
 from mtunet.config import n_seg_classes as n_seg_classes_for
-from mtunet.data.preprocess import cached_example, fundus_mask
+from mtunet.data.preprocess import cached_example, fundus_mask, one_hot_labels
 
 LESION_CLASSES: tuple[int, ...] = tuple(CLASS_INDEX[c] for c in LESIONS)
 UNIFORM = 0  # the "drawn class" of a crop that was not centred on a lesion
@@ -277,7 +277,7 @@ class LesionCropSequence(keras.utils.PyDataset):
         b = len(x)
         y, sw = {}, {}
         if "seg" in self.outputs:
-            y["seg"] = np.eye(self.n_seg_classes, dtype=np.float32)[labels]
+            y["seg"] = one_hot_labels(labels, self.n_seg_classes)
             sw["seg"] = np.ones((b,), np.float32)
         if "grade" in self.outputs:
             y["grade"] = np.zeros((b, N_GRADES), np.float32)

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from mtunet.config import N_GRADES
 from mtunet.config import n_seg_classes as n_seg_classes_for
-from mtunet.data.preprocess import cached_example, example_key, load_arrays, prepare_example  # noqa: F401 (load_arrays, prepare_example re-exported)
+from mtunet.data.preprocess import cached_example, example_key, load_arrays, one_hot_labels, prepare_example  # noqa: F401 (load_arrays, prepare_example re-exported)
 
 _PRELOAD_BAR = 16  # show a progress bar when pre-loading at least this many images
 
@@ -105,7 +105,7 @@ class FundusSequence(keras.utils.PyDataset):
             labels[j] = label
         y, sw = {}, {}
         if "seg" in self.outputs:
-            y["seg"] = np.eye(self.n_seg_classes, dtype=np.float32)[labels]
+            y["seg"] = one_hot_labels(labels, self.n_seg_classes)
             per_sample = np.array([1.0 if self.records[k].has_masks else 0.0 for k in idx], np.float32)
             sw["seg"] = per_sample
         if "grade" in self.outputs:

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from mtunet.config import CLASS_INDEX
+from mtunet.config import CLASS_INDEX, IGNORE_LABEL
 from mtunet.errors import DataError
 
 # Overlapping lesions: the later entry wins (smallest / rarest lesion last), i.e. MA > HE > SE > EX > OD.
@@ -184,11 +184,12 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
 
 
-def label_map(masks: dict, include_od: bool = False) -> np.ndarray:
+def label_map(masks: dict, include_od: bool = False, ignored=()) -> np.ndarray:
     """Class-index map uint8 HxW: 0 background, 1 MA, 2 HE, 3 EX, 4 SE, (5 OD when include_od).
 
     Overlapping lesions: the smallest/rarest lesion wins, MA > HE > SE > EX > OD (masks are painted
-    in the order OD, EX, SE, HE, MA). OD is ignored unless ``include_od``.
+    in the order OD, EX, SE, HE, MA). OD is ignored unless ``include_od``. The pixels of the
+    lesion codes in ``ignored`` become IGNORE_LABEL, painted last: the loss learns nothing there.
     """
     shape = next(iter(masks.values())).shape if masks else None
     if shape is None:
@@ -199,6 +200,25 @@ def label_map(masks: dict, include_od: bool = False) -> np.ndarray:
             continue
         if code in masks and masks[code] is not None:
             out[np.asarray(masks[code], dtype=bool)] = CLASS_INDEX[code]
+    for code in ignored:
+        if masks.get(code) is not None:
+            out[np.asarray(masks[code], dtype=bool)] = IGNORE_LABEL
+    return out
+
+
+def one_hot_labels(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """One-hot float32 (..., n_classes) of a label map; IGNORE_LABEL pixels get an all-zero row.
+
+    A label outside 0..n_classes-1 (other than IGNORE_LABEL) is a ValueError, as an index error
+    would be: an OD label with a five-class model, say.
+    """
+    labels = np.asarray(labels)
+    ignore = labels == IGNORE_LABEL
+    if labels.size and int(np.where(ignore, 0, labels).max()) >= n_classes:
+        raise ValueError(f"label {int(np.where(ignore, 0, labels).max())} outside the "
+                         f"{n_classes} classes of the model")
+    out = np.eye(n_classes, dtype=np.float32)[np.where(ignore, 0, labels)]
+    out[ignore] = 0.0
     return out
 
 
@@ -231,13 +251,15 @@ def prepare_example(record, image_size: int, include_od: bool = False) -> tuple[
             raise DataError(path, f"mask is {mask.shape[1]}x{mask.shape[0]} but image "
                                   f"{Path(record.image_path).name} is {image.shape[1]}x{image.shape[0]}")
         resized[code] = resize_mask(pad_to_square(mask[y0:y1, x0:x1]), image_size)
-    label = label_map(resized, include_od) if resized else np.zeros((image_size, image_size), np.uint8)
+    label = (label_map(resized, include_od, ignored=getattr(record, "ignored", ()))
+             if resized else np.zeros((image_size, image_size), np.uint8))
     return out_image, label
 
 
 def example_key(record) -> str:
-    """The cache key of a record's prepared example: the record and its file."""
-    return f"{record.key}|{record.image_path}"
+    """The cache key of a record's prepared example: the record, its file and its ignored lesions."""
+    ignored = getattr(record, "ignored", ())
+    return f"{record.key}|{record.image_path}" + (f"|ignored={','.join(ignored)}" if ignored else "")
 
 
 def cached_example(cache: dict | None, record, image_size: int, include_od: bool = False

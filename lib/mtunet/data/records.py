@@ -29,6 +29,9 @@ class Record:
                 (see mtunet.data.messidor.exam_ids); IDRiD, APTOS: the image_id.
     source:     one of SOURCES.
     has_masks:  True for lesion-annotated images (absent mask = empty), False for grade-only images.
+    ignored:    lesion codes whose pixels the segmentation loss skips rather than learns: masks
+                that cannot carry those lesions (pseudo masks of 224-px images and red lesions;
+                see mtunet.study.pseudo_labelling.multitask_train). Empty for true masks.
     """
 
     image_id: str
@@ -39,6 +42,7 @@ class Record:
     patient_id: str = ""
     source: str = ""
     has_masks: bool = False
+    ignored: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:

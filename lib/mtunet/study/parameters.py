@@ -56,6 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "seed_epochs": 1,
     "init_comparison": ["random", "hed-bsds500"],   # encoder initialisations to compare
     # Table 1 and the ablations
+    "pseudo_ignored": ["MA", "HE"],   # lesions of the pseudo masks the loss skips (224-px sources)
     "variants": ["variant_a", "variant_b", "mtunet"],
     "alpha_values": [0.1, 0.5, 1.0, 2.0, 5.0],
     "seg_losses": ["bce", "dice", "generalized_dice"],

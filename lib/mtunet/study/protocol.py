@@ -16,13 +16,15 @@ def tables_1_2_steps(ctx: Context, splits, results: Path, p: Mapping[str, Any]
     def pseudo_labels():
         pseudo_labelling.label_grade_only_images(ctx, splits, p["seed_model"], p["seed_epochs"], results)
 
+    def train():
+        return pseudo_labelling.multitask_train(ctx, splits, results, p["pseudo_ignored"])
+
     def table1():
-        table1_variants.table1(ctx, splits, pseudo_labelling.pseudo_labelled(ctx, splits, results),
-                               p["seeds"], p["variants"], results, p["grading_test_role"])
+        table1_variants.table1(ctx, splits, train(), p["seeds"], p["variants"], results,
+                               p["grading_test_role"])
 
     def table2():
-        table2_segmentation.table2(ctx, splits, pseudo_labelling.pseudo_labelled(ctx, splits, results),
-                                   p["models"], p["seeds"], results)
+        table2_segmentation.table2(ctx, splits, train(), p["models"], p["seeds"], results)
 
     def ttests():
         significance.table2_ttests(results, p["ttest_pairing"], p["ttest_alternative"])

@@ -6,6 +6,7 @@ changed stops with an error naming the notebook to rerun, instead of training on
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -144,8 +145,28 @@ def area_by_grade(table: pd.DataFrame, results: Path | None = None) -> pd.DataFr
 
 
 def pseudo_labelled(ctx: Context, splits, results: Path) -> list[Record]:
-    """The graded training images with their pseudo masks: what Tables 1, 3 and 4 train on
-    (in a dry run, which trains nothing, the images without masks)."""
+    """The graded training images with their pseudo masks: what the baseline graders of Tables
+    3 and 4 train on (in a dry run, which trains nothing, the images without masks)."""
     if ctx.dry_run:
         return list(splits["grade_train"])
     return load(results, splits["grade_train"])
+
+
+def multitask_train(ctx: Context, splits, results: Path, pseudo_ignored: Sequence[str] = ()
+                    ) -> list[Record]:
+    """What Table 1's networks (and so every MTUnet the later tables reuse) train on: the
+    IDRiD-S training images with their true masks (no grade) and the graded images with their
+    pseudo masks, whose lesions in `pseudo_ignored` the segmentation loss skips.
+
+    The paper's semi-supervised step is "to increase the number of images to train the proposed
+    network": the pseudo-labelled images join the annotated ones. Skipped lesions: a pseudo mask
+    made on a 224-px image (APTOS 2019) cannot carry red lesions, most of which are under a pixel
+    there, and where vessels look like haemorrhages, so it would teach vessels as lesions.
+    """
+    unknown = sorted(set(pseudo_ignored) - set(LESIONS))
+    if unknown:
+        raise UserError(f"pseudo_ignored names {unknown}; lesion codes are {list(LESIONS)}")
+    graded = pseudo_labelled(ctx, splits, results)
+    if not ctx.dry_run:
+        graded = [dataclasses.replace(r, ignored=tuple(pseudo_ignored)) for r in graded]
+    return list(splits["seg_train"]) + graded

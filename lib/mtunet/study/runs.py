@@ -87,9 +87,10 @@ RUN_PARAMETERS = ("image_size", "work_size", "patch_size", "lesion_share", "lr_s
 
 
 def data_fingerprint(records: Sequence[Record]) -> str:
-    """Hash of the ids, grades and mask files of the training records (not the pixels)."""
+    """Hash of the ids, grades, mask files and ignored lesions of the training records (not the
+    pixels; records without ignored lesions hash as before that field existed)."""
     rows = sorted((r.image_id, r.grade, r.split, tuple(sorted((k, Path(v).name) for k, v in r.masks.items())))
-                  for r in records)
+                  + ((tuple(r.ignored),) if r.ignored else ()) for r in records)
     return hashlib.sha1(json.dumps(rows, default=str).encode()).hexdigest()[:12]
 
 
@@ -133,7 +134,8 @@ def training_sequence(records, spec: RunSpec, outputs, shuffle=True, augment=Non
     ``steps_per_epoch`` batches of lesion-centred crops cut from ``work_size`` images; a multi-task
     model interleaves those (its grade loss off) with whole-image batches at the same input size
     (its segmentation loss off: at that size the masks are too coarse); a grader (or variant B's
-    second step) trains on whole images as ever.
+    second step) trains on whole images as ever. Batches without segmentation draw only the
+    graded records (a training set may hold lesion-annotated images without a grade).
     """
     from mtunet.data.augment import Augmentation
     from mtunet.data.pipeline import FundusSequence
@@ -141,8 +143,10 @@ def training_sequence(records, spec: RunSpec, outputs, shuffle=True, augment=Non
     use_aug = spec.augment if augment is None else augment
     augmentation = Augmentation() if use_aug else None
 
-    def whole(outputs_):
-        return FundusSequence(list(records), spec.image_size, batch_size=spec.batch_size,
+    def whole(outputs_, grade_only=False):
+        graded = [r for r in records if r.grade is not None]
+        chosen = graded if (grade_only or "seg" not in outputs_) and graded else list(records)
+        return FundusSequence(chosen, spec.image_size, batch_size=spec.batch_size,
                               n_seg_classes=spec.n_seg_classes, outputs=outputs_,
                               augmentation=augmentation, shuffle=shuffle, seed=spec.seed,
                               include_od=spec.include_od, **data_workers())
@@ -164,7 +168,7 @@ def training_sequence(records, spec: RunSpec, outputs, shuffle=True, augment=Non
     if not any(r.grade is not None for r in records):
         return crops
     # one whole-image (grade) batch per GRADE_BATCH_SHARE crop (lesion) batches, at most
-    return InterleavedSequence([crops, whole(outputs)], switch_off=[(), ("seg",)],
+    return InterleavedSequence([crops, whole(outputs, grade_only=True)], switch_off=[(), ("seg",)],
                                limits=[None, max(1, len(crops) // GRADE_BATCH_SHARE)])
 
 

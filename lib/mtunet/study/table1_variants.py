@@ -2,9 +2,11 @@
 (alpha of Eq. 3, the segmentation loss).
 
 Dice = mean of red and yellow pooled Dice on IDRiD-S test; ROC = mean over grades of the
-one-vs-rest AUC on the grading test role. Every variant trains on the pseudo-labelled graded
-images. Variant B is trained in the paper's two steps (:func:`train_variant_b`). The MTUnet run
-of Table 1 is the model notebooks 05 and 06 reuse: :func:`mtunet_model` is that hand-over.
+one-vs-rest AUC on the grading test role. Every variant trains on the same images
+(``pseudo_labelling.multitask_train``): IDRiD-S training images with their true masks and the
+graded images with their pseudo masks. Variant B is trained in the paper's two steps
+(:func:`train_variant_b`). The MTUnet run of Table 1 is the model notebooks 05 and 06 reuse:
+:func:`mtunet_model` is that hand-over.
 """
 from __future__ import annotations
 
@@ -76,7 +78,7 @@ def variant_scores(ctx: Context, seeds: Sequence[int], train: Sequence[Record],
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def table1(ctx: Context, splits, pseudo_train: Sequence[Record], seeds: Sequence[int],
+def table1(ctx: Context, splits, train: Sequence[Record], seeds: Sequence[int],
            variants: Sequence[str], results: Path, grading_test_role: str = "auto"):
     """Train and score every variant x seed; write table1_variants (beside the paper) and
     table1_runs (every run). Returns (table1, runs)."""
@@ -87,7 +89,7 @@ def table1(ctx: Context, splits, pseudo_train: Sequence[Record], seeds: Sequence
 
     test_name, grade_test = grading_test_set(splits, grading_test_role)
     grading = {}
-    runs = variant_scores(ctx, seeds, pseudo_train, splits["seg_test"], grade_test, variants,
+    runs = variant_scores(ctx, seeds, train, splits["seg_test"], grade_test, variants,
                           grade_test_name=test_name, evaluations=grading)
     intervals = mean_auc_intervals(grading) if grading else None
     table = compare_with_paper(runs[runs["metric"].isin(["dice", "roc"])], paper.table1_frame(),
@@ -98,7 +100,7 @@ def table1(ctx: Context, splits, pseudo_train: Sequence[Record], seeds: Sequence
     table = table.merge(ratios, on=["network", "metric"], how="left") if len(ratios) else table
     table["test_sets"] = f"Dice: IDRiD-S test, at the masks' own size; ROC: {test_name}"
     inits = {label(model, "table1"): ctx.encoder_init(ctx.spec(model=model, seed=seeds[0], tag=TAG),
-                                                      pseudo_train) for model in variants}
+                                                      train) for model in variants}
     table["encoder_init"] = table["network"].map(inits)
     write_table(table, results, "table1_variants", "Table 1 — network variants (%)",
                 note="dice: mean of red and yellow pooled Dice; roc: mean one-vs-rest AUC over the "
@@ -119,7 +121,7 @@ def summarise_ablation(scores: pd.DataFrame, parameter: str) -> pd.DataFrame:
     return summary.reset_index()
 
 
-def ablation(ctx: Context, splits, pseudo_train: Sequence[Record], seeds: Sequence[int],
+def ablation(ctx: Context, splits, train: Sequence[Record], seeds: Sequence[int],
              parameter: str, values: Sequence, results: Path, grading_test_role: str = "auto"
              ) -> pd.DataFrame:
     """MTUnet trained with each value of `parameter` ("alpha" or "seg_loss"), everything else
@@ -128,7 +130,7 @@ def ablation(ctx: Context, splits, pseudo_train: Sequence[Record], seeds: Sequen
     from mtunet.report.tables import write_table
 
     test_name, grade_test = grading_test_set(splits, grading_test_role)
-    runs = pd.concat([variant_scores(ctx, seeds, pseudo_train, splits["seg_test"], grade_test,
+    runs = pd.concat([variant_scores(ctx, seeds, train, splits["seg_test"], grade_test,
                                      ["mtunet"], grade_test_name=test_name,
                                      **{parameter: v}).assign(**{parameter: v})
                       for v in values], ignore_index=True)
@@ -147,13 +149,13 @@ def mtunet_spec(ctx: Context, seed: int) -> RunSpec:
     return ctx.spec(model="mtunet", seed=seed, tag=TAG)
 
 
-def mtunet_model(ctx: Context, seed: int, pseudo_train: Sequence[Record]):
+def mtunet_model(ctx: Context, seed: int, train: Sequence[Record]):
     """Table 1's trained MTUnet for `seed` (the hand-over to Tables 2-4): loaded from its run,
     or trained now if notebook 04 has not trained it."""
-    return ctx.train(mtunet_spec(ctx, seed), pseudo_train)
+    return ctx.train(mtunet_spec(ctx, seed), train)
 
 
-def histories(ctx: Context, pseudo_train: Sequence[Record], seeds: Sequence[int],
+def histories(ctx: Context, train: Sequence[Record], seeds: Sequence[int],
               variants: Sequence[str]) -> dict[tuple[str, int], pd.DataFrame]:
     """Per-epoch training logs of Table 1's runs, {(network label, seed): frame}, for the
     training-curve figure (runs not trained yet give an empty frame). Variant B trains in two
@@ -166,7 +168,7 @@ def histories(ctx: Context, pseudo_train: Sequence[Record], seeds: Sequence[int]
         for seed in seeds:
             spec = ctx.spec(model=model, seed=seed, tag=TAG)
             if model == "variant_b":
-                run = ctx.run_dir(spec, pseudo_train)
+                run = ctx.run_dir(spec, train)
                 steps = [history_by_task(pd.read_csv(run / step / "history.csv"), tasks)
                          for step, tasks in (("step1-segmenter", ("seg",)), ("step2-grader", ("grade",)))
                          if (run / step / "history.csv").exists()]
@@ -176,6 +178,6 @@ def histories(ctx: Context, pseudo_train: Sequence[Record], seeds: Sequence[int]
                 frame = (steps[0].merge(steps[1], on="epoch", how="outer") if len(steps) == 2
                          else steps[0] if steps else pd.DataFrame())
             else:
-                frame = history_by_task(ctx.history(spec, pseudo_train), model_tasks(model))
+                frame = history_by_task(ctx.history(spec, train), model_tasks(model))
             out[(label(model, "table1"), seed)] = frame
     return out

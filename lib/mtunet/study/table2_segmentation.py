@@ -38,12 +38,12 @@ def with_predicted_grades(records: Sequence[Record], grader, image_size: int) ->
     return [dataclasses.replace(r, grade=int(g)) for r, g in zip(records, prob.argmax(axis=1))]
 
 
-def graded_seg_train(ctx: Context, seg_train: Sequence[Record], pseudo_train: Sequence[Record],
+def graded_seg_train(ctx: Context, seg_train: Sequence[Record], mtunet_train: Sequence[Record],
                      seed: int) -> list[Record]:
     """IDRiD-S training images with grades predicted by Table 1's MTUnet (variant C)."""
     if ctx.dry_run:
         return [dataclasses.replace(r, grade=0) for r in seg_train]
-    return with_predicted_grades(seg_train, mtunet_model(ctx, seed, pseudo_train),
+    return with_predicted_grades(seg_train, mtunet_model(ctx, seed, mtunet_train),
                                  ctx.base.image_size)
 
 
@@ -177,7 +177,7 @@ class Table2:
     evaluations: dict             # (model, seed) -> SegmentationEval
 
 
-def table2(ctx: Context, splits, pseudo_train: Sequence[Record], models: Sequence[str],
+def table2(ctx: Context, splits, mtunet_train: Sequence[Record], models: Sequence[str],
            seeds: Sequence[int], results: Path) -> Table2:
     """Train and score every segmenter x seed; write table2_segmentation (pooled Dice beside the
     paper, with its interval over images and seeds, per-image Dice, area ratio and the encoder's
@@ -185,7 +185,7 @@ def table2(ctx: Context, splits, pseudo_train: Sequence[Record], models: Sequenc
     from mtunet import paper
     from mtunet.report.tables import compare_with_paper, write_table
 
-    train_for = ({"mtunet": graded_seg_train(ctx, splits["seg_train"], pseudo_train, seeds[0])}
+    train_for = ({"mtunet": graded_seg_train(ctx, splits["seg_train"], mtunet_train, seeds[0])}
                  if "mtunet" in models else {})
     scores, per_image, evaluations = segmentation_runs(
         ctx, models, seeds, splits["seg_train"], splits["seg_test"], train_for=train_for)
@@ -211,7 +211,7 @@ def table2(ctx: Context, splits, pseudo_train: Sequence[Record], models: Sequenc
 RANDOM_VGG16 = "VGG16, random init"
 
 
-def fig6_encoders(ctx: Context, splits, pseudo_train: Sequence[Record], encoders: Sequence[str],
+def fig6_encoders(ctx: Context, splits, mtunet_train: Sequence[Record], encoders: Sequence[str],
                   seed: int, results: Path):
     """MTUnet with each encoder (first seed), trained like Table 2's MTUnet, plus VGG16 from
     random weights: offline only VGG16 has pretrained weights (HED), so the batch-norm claim is
@@ -219,7 +219,7 @@ def fig6_encoders(ctx: Context, splits, pseudo_train: Sequence[Record], encoders
     Returns (table, evaluations keyed by (label, seed))."""
     from mtunet.report.tables import write_table
 
-    graded = graded_seg_train(ctx, splits["seg_train"], pseudo_train, seed)
+    graded = graded_seg_train(ctx, splits["seg_train"], mtunet_train, seed)
     scores, _, evaluations = segmentation_runs(ctx, encoders, [seed], graded, splits["seg_test"],
                                                label_table="fig6")
     evaluations = {(label(m, "fig6"), s): ev for (m, s), ev in evaluations.items()}

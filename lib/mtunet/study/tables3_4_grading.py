@@ -105,7 +105,8 @@ def grading_runs(ctx: Context, models: Sequence[str], seeds: Sequence[int],
     return {k: pd.DataFrame(v, columns=COLUMNS) for k, v in scores.items()}, evaluations
 
 
-def histories(ctx: Context, pseudo_train: Sequence[Record], grading_models: Sequence[str],
+def histories(ctx: Context, pseudo_train: Sequence[Record], mtunet_train: Sequence[Record],
+              grading_models: Sequence[str],
               seeds: Sequence[int], grading_seeds: Sequence[int] | None, image_size: int | None = None,
               epochs: int | None = None) -> dict[tuple[str, int], pd.DataFrame]:
     """Per-epoch training logs of the graders :func:`tables3_4` trains (same arguments), and of
@@ -117,7 +118,7 @@ def histories(ctx: Context, pseudo_train: Sequence[Record], grading_models: Sequ
                ctx.history(grader_spec(ctx, model, seed, image_size=image_size, epochs=epochs),
                            pseudo_train), model_tasks(model))
            for model in grading_models for seed in (grading_seeds or seeds)}
-    out.update({(label("mtunet"), seed): ctx.history(mtunet_spec(ctx, seed), pseudo_train)
+    out.update({(label("mtunet"), seed): ctx.history(mtunet_spec(ctx, seed), mtunet_train)
                 for seed in seeds})
     return out
 
@@ -266,13 +267,16 @@ def describe_test_set(splits, role: str) -> str:
     return f"{role} ({what}): {note}"
 
 
-def tables3_4(ctx: Context, splits, pseudo_train: Sequence[Record], grading_models: Sequence[str],
+def tables3_4(ctx: Context, splits, pseudo_train: Sequence[Record], mtunet_train: Sequence[Record],
+              grading_models: Sequence[str],
               seeds: Sequence[int], grading_seeds: Sequence[int] | None, grader_image_size: int,
               results: Path, grading_test_role: str = "auto", grader_epochs: int | None = None
               ) -> Tables3And4:
     """Train and score the baseline graders and MTUnet; write table3_grading_internal,
     table4_grading_external and grading_summary (every run on every test role, with the
-    training population's held-out images as a reference when they are not already a table's)."""
+    training population's held-out images as a reference when they are not already a table's).
+    The baselines train on `pseudo_train`; MTUnet's runs are Table 1's, on `mtunet_train`
+    (``pseudo_labelling.multitask_train``)."""
     from mtunet import paper
     from mtunet.report.tables import write_table
 
@@ -283,12 +287,14 @@ def tables3_4(ctx: Context, splits, pseudo_train: Sequence[Record], grading_mode
     baseline_scores, evaluations = grading_runs(ctx, grading_models, grading_seeds or seeds,
                                                 pseudo_train, tests, image_size=grader_image_size,
                                                 epochs=grader_epochs)
-    mtunet_scores, mtunet_evals = grading_runs(ctx, ["mtunet"], seeds, pseudo_train, tests)
+    mtunet_scores, mtunet_evals = grading_runs(ctx, ["mtunet"], seeds, mtunet_train, tests)
     evaluations.update(mtunet_evals)
     models = [*grading_models, "mtunet"]
     first_seed = {**{m: (grading_seeds or seeds)[0] for m in grading_models}, "mtunet": seeds[0]}
     inits = {label(m): ctx.encoder_init(grading_spec(ctx, m, first_seed[m], grader_image_size,
-                                                     grader_epochs), pseudo_train) for m in models}
+                                                     grader_epochs),
+                                        mtunet_train if m == "mtunet" else pseudo_train)
+             for m in models}
     made = {}
     for number, role, frame in ((3, table3_name, paper.table3_frame()), (4, TABLE4_ROLE, paper.table4_frame())):
         table = grading_table(pd.concat([baseline_scores[role], mtunet_scores[role]]), evaluations,
