@@ -214,10 +214,10 @@ def one_hot_labels(labels: np.ndarray, n_classes: int) -> np.ndarray:
     """
     labels = np.asarray(labels)
     ignore = labels == IGNORE_LABEL
-    if labels.size and int(np.where(ignore, 0, labels).max()) >= n_classes:
-        raise ValueError(f"label {int(np.where(ignore, 0, labels).max())} outside the "
-                         f"{n_classes} classes of the model")
-    out = np.eye(n_classes, dtype=np.float32)[np.where(ignore, 0, labels)]
+    classes = np.where(ignore, 0, labels)
+    if classes.size and int(classes.max()) >= n_classes:
+        raise ValueError(f"label {int(classes.max())} outside the {n_classes} classes of the model")
+    out = np.eye(n_classes, dtype=np.float32)[classes]
     out[ignore] = 0.0
     return out
 
