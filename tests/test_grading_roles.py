@@ -298,6 +298,7 @@ def test_tables3_4_on_small_folders(four_sets, tmp_path):
         assert (ours["encoder_init"] == "random").all()      # every row says how it started
     assert out.table3["test_set"].iloc[0].startswith("table3_test (stand-in for IDRiD-D): Messidor-2")
     assert set(out.summary["test_set"]) == {"table3_test", "table4_test", "grade_test"}
+    assert (out.summary["encoder_init"] == "random").all(), out.summary[["network", "encoder_init"]]
     assert (results / "table3_grading_internal.csv").exists() and (results / "grading_summary.csv").exists()
     from mtunet import paper
 

@@ -251,14 +251,14 @@ def prepare_example(record, image_size: int, include_od: bool = False) -> tuple[
             raise DataError(path, f"mask is {mask.shape[1]}x{mask.shape[0]} but image "
                                   f"{Path(record.image_path).name} is {image.shape[1]}x{image.shape[0]}")
         resized[code] = resize_mask(pad_to_square(mask[y0:y1, x0:x1]), image_size)
-    label = (label_map(resized, include_od, ignored=getattr(record, "ignored", ()))
+    label = (label_map(resized, include_od, ignored=record.ignored)
              if resized else np.zeros((image_size, image_size), np.uint8))
     return out_image, label
 
 
 def example_key(record) -> str:
     """The cache key of a record's prepared example: the record, its file and its ignored lesions."""
-    ignored = getattr(record, "ignored", ())
+    ignored = record.ignored
     return f"{record.key}|{record.image_path}" + (f"|ignored={','.join(ignored)}" if ignored else "")
 
 

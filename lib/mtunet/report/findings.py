@@ -357,7 +357,8 @@ def significance(results: Path) -> list[str]:
     return out
 
 
-def _minutes(minutes: float) -> str:
+def duration_text(minutes: float) -> str:
+    """"1.5 h" from 90 minutes, "45.0 min" under an hour: one format for every duration we report."""
     return f"{minutes / 60:.1f} h" if minutes >= 60 else f"{minutes:.1f} min"
 
 
@@ -379,9 +380,9 @@ def training_cost(results: Path) -> str:
     exact = int(resumed["resume_exact"].fillna(False).astype(bool).sum())
     minutes = float(runs["train_minutes"].sum())
     by_notebook = runs.groupby(runs["notebook"].map(_notebook_number), sort=True)["train_minutes"].sum()
-    text = (f"The study rests on {len(runs)} training runs, {_minutes(minutes)} of training epochs "
+    text = (f"The study rests on {len(runs)} training runs, {duration_text(minutes)} of training epochs "
             f"({', '.join(sorted(set(runs['dtype_policy'].astype(str))))}; by the notebook that "
-            f"first trains them: {', '.join(f'{n} {_minutes(m)}' for n, m in by_notebook.items())}); ")
+            f"first trains them: {', '.join(f'{n} {duration_text(m)}' for n, m in by_notebook.items())}); ")
     if not len(resumed):
         return text + "none was interrupted."
     return text + (f"{len(resumed)} were interrupted and resumed from a checkpoint, "

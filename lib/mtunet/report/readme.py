@@ -22,6 +22,7 @@ from mtunet.config import project_root
 from mtunet.errors import UserError
 from mtunet.models.registry import label
 from mtunet.paper import SIGNIFICANCE_LEVEL
+from mtunet.report.findings import duration_text
 from mtunet.report.tables import read_table
 
 COMPARE_COLUMNS = ["paper", "ours", "difference", "n_runs"]
@@ -173,8 +174,7 @@ def wall_time(executions: dict | None) -> str:
     manifest's summary of runs/<profile>/executions.csv), as a sentence ("" when not recorded)."""
     if not executions:
         return ""
-    hours = executions["seconds"] / 3600
-    spent = f"{hours:.1f} h" if hours >= 1 else f"{executions['seconds'] / 60:.0f} min"
+    spent = duration_text(executions["seconds"] / 60)
     stopped = executions.get("stopped", 0)
     return (f"Computing them took {spent} of wall time on this profile's machine in all "
             f"({executions['executions']} executions of the notebooks and the loss selection since "

@@ -315,13 +315,15 @@ def tables3_4(ctx: Context, splits, pseudo_train: Sequence[Record], mtunet_train
                 f"Table 4 — ROC AUC (%) per grade (paper: SiDRP14-15), test set: "
                 f"{describe_test_set(splits, TABLE4_ROLE)}", note=note)
     # the plain recipe beside the graders (grading_probe): can these images teach the grade?
-    probe = {} if ctx.dry_run else grading_probe.probe_evaluations(
+    probe, probe_init = ({}, "") if ctx.dry_run else grading_probe.probe_evaluations(
         pseudo_train, tests, input_size_for("mtunet", grader_image_size), ctx.base.encoder_weights,
-        ctx.runs_dir, seed=(grading_seeds or seeds)[0])[0]
+        ctx.runs_dir, seed=(grading_seeds or seeds)[0])
     summary = pd.concat([grading_summary({**evaluations, **probe}, name) for name in tests if tests[name]],
                         ignore_index=True) if evaluations else pd.DataFrame()
+    if len(summary):
+        summary["encoder_init"] = summary["network"].map({**inits, grading_probe.PROBE: probe_init})
     if not ctx.dry_run:
         write_table(summary, results, "grading_summary",
                     "Mean AUC, quadratic kappa, accuracy (95 % intervals) and ECE per run and test set",
-                    note="; ".join(f"{name}: {describe_test_set(splits, name)}" for name in tests))
+                    note="encoder_init: how the network started (first seed's run). " + "; ".join(f"{name}: {describe_test_set(splits, name)}" for name in tests))
     return Tables3And4(made[3], made[4], table3_name, evaluations, summary)
