@@ -62,6 +62,71 @@ def test_a_lead_within_the_run_to_run_spread_is_inconclusive(tmp_path):
     assert verdict(behind)[0] == NOT_REPRODUCED
 
 
+def _claims(folder):
+    return claims_table(folder).set_index(pd.Index([c["id"] for c in paper.CLAIMS]))
+
+
+def test_a_dice_resting_on_a_flood_or_a_collapse_is_not_ranked(tmp_path):
+    clear = {("MTUnet", "red"): [80, 82], ("MTUnet", "yellow"): [70, 71],
+             ("UNet", "red"): [70, 71], ("UNet", "yellow"): [60, 61],
+             ("LinkNet", "red"): [90, 91], ("LinkNet", "yellow"): [40, 41]}
+
+    def claim(areas):
+        table = compare_with_paper(_runs(clear), paper.table2_frame())
+        table["area_ratio"] = [areas.get((r.network, r.metric), 1.0) for r in table.itertuples()]
+        write_table(table, tmp_path, "table2_segmentation")
+        return _claims(tmp_path).loc["mtunet_best_segmentation", ["verdict", "evidence"]]
+
+    assert claim({})["verdict"] == NOT_REPRODUCED                       # LinkNet's red is ahead
+    flooded_rival = claim({("LinkNet", "red"): 3.2})                    # ... by painting 3.2x the area
+    assert flooded_rival["verdict"] == REPRODUCED
+    assert "LinkNet (red area 3.2×, a flood)" in flooded_rival["evidence"]
+    own_flood = claim({("LinkNet", "red"): 3.2, ("MTUnet", "yellow"): 2.5})
+    assert own_flood["verdict"] == INCONCLUSIVE and "MTUnet (yellow area 2.5×, a flood)" in own_flood["evidence"]
+    lone = claim({("LinkNet", "red"): 3.2, ("UNet", "red"): 0.1})       # nobody sane left on red
+    assert lone["verdict"] == INCONCLUSIVE and "no sane network to compare MTUnet with" in lone["evidence"]
+
+
+def test_table1_and_the_ablations_leave_floods_and_collapses_out(tmp_path):
+    rows = [{"network": n, "metric": m, "ours_mean": v, "ours_std": 0.5, "n_runs": 2,
+             "red_area_ratio": red if m == "dice" else None, "yellow_area_ratio": 1.0 if m == "dice" else None}
+            for n, dice, roc, red in (("Variant A", 5, 60, 0.01), ("Variant B", 20, 61, 1.0),
+                                      ("Variant C", 30, 70, 1.1))
+            for m, v in (("dice", dice), ("roc", roc))]
+    write_table(pd.DataFrame(rows), tmp_path, "table1_variants")
+    frame = _claims(tmp_path)
+    assert frame.loc["variant_c_best", "verdict"] == REPRODUCED
+    assert "Variant A (red area 0.01×, a collapse)" in frame.loc["variant_c_best", "evidence"]
+
+    loss = pd.DataFrame({"seg_loss": ["bce", "dice_focal"], "dice": [0.5, 30.0], "n_runs": [2, 2],
+                         "red_area_ratio": [0.001, 1.2], "yellow_area_ratio": [0.8, 1.1]})
+    write_table(loss, tmp_path, "ablation_loss")
+    verdict, evidence = _claims(tmp_path).loc["dice_losses_worse", ["verdict", "evidence"]]
+    assert verdict == INCONCLUSIVE and "loss bce (red area 0.001×, a collapse)" in evidence
+    write_table(loss.assign(red_area_ratio=[0.9, 1.2]), tmp_path, "ablation_loss")
+    assert _claims(tmp_path).loc["dice_losses_worse", "verdict"] == NOT_REPRODUCED
+
+    alpha = pd.DataFrame({"alpha": [0.1, 1.0, 5.0], "dice": [40.0, 30.0, 20.0], "roc": [50, 60, 55],
+                          "n_runs": [2, 2, 2], "red_area_ratio": [4.0, 1.0, 1.0], "yellow_area_ratio": 1.0})
+    write_table(alpha, tmp_path, "ablation_alpha")
+    verdict, evidence = _claims(tmp_path).loc["alpha_one_best", ["verdict", "evidence"]]
+    assert verdict == REPRODUCED and "alpha = 0.1 (red area 4×, a flood)" in evidence
+
+
+def test_the_linknet_t_test_is_not_read_where_either_network_floods(tmp_path):
+    tests = pd.DataFrame({"baseline": ["LinkNet", "LinkNet"], "group": ["red", "yellow"],
+                          "mean_difference": [-3.0, 2.0], "pvalue": [0.01, 0.01], "n": [27, 27],
+                          "pairing": ["images", "images"], "alternative": ["greater", "greater"]})
+    write_table(tests, tmp_path, "ttests")
+    assert _claims(tmp_path).loc["mtunet_vs_linknet_significant", "verdict"] == NOT_REPRODUCED
+    table = compare_with_paper(_runs({("MTUnet", "red"): [10, 11], ("LinkNet", "red"): [20, 21]}),
+                               paper.table2_frame())
+    table["area_ratio"] = [5.0 if (r.network, r.metric) == ("MTUnet", "red") else 1.0 for r in table.itertuples()]
+    write_table(table, tmp_path, "table2_segmentation")
+    verdict, evidence = _claims(tmp_path).loc["mtunet_vs_linknet_significant", ["verdict", "evidence"]]
+    assert verdict == INCONCLUSIVE and "MTUnet (red area 5×, a flood)" in evidence
+
+
 # --- Tables 3 and 4: intervals, kappa, one-class graders; the grading claims ----------------------
 
 def _evaluations(strengths, n=200, seeds=(0,), test="table3_test", seed=0):

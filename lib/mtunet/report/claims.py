@@ -5,6 +5,11 @@ Each check reads the CSVs under results/<profile>/ and returns (verdict, evidenc
 run-to-run spread; for the grading claims, within the AUCs' 95 % intervals, or MTUnet predicts
 one grade for every image), "not testable here" (with the reason). A check never looks at the
 paper's numbers to decide; it compares our own runs with each other, as the claim does.
+
+A network is ranked only where its recipe is sane: a segmenter whose predicted lesion area is
+outside SANE_AREA_RATIO of the truth (a flood or a collapse) is left out of a Dice ranking, and
+a grader that predicts one grade for every image out of an AUC ranking; when the network the
+claim is about is the one left out, that comparison is inconclusive.
 """
 from __future__ import annotations
 
@@ -20,6 +25,48 @@ from mtunet.report.tables import read_table
 
 REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE = "reproduced", "not reproduced", "not testable here"
 INCONCLUSIVE = "inconclusive"
+# predicted / true lesion pixels outside this band: the Dice beside it rests on a flood or a collapse
+SANE_AREA_RATIO = (0.5, 2.0)
+
+
+def ratio_text(value) -> str:
+    """An area ratio as the tables and findings print it: "0.62×", "4.7×", "260×"."""
+    if value is None or pd.isna(value):
+        return "n/a"
+    return f"{float(value):.0f}×" if float(value) >= 10 else f"{float(value):.2g}×"
+
+
+def area_problem(ratio) -> str:
+    """"a flood" / "a collapse" when an area ratio lies outside SANE_AREA_RATIO, else ""."""
+    if ratio is None or pd.isna(ratio):
+        return ""
+    low, high = SANE_AREA_RATIO
+    return "a flood" if ratio > high else "a collapse" if ratio < low else ""
+
+
+def _area_ratios(table: pd.DataFrame, key: str, metric: str) -> dict[str, dict[str, float]]:
+    """{network: {lesion group: area ratio}} behind `metric`'s Dice: Table 2's rows carry one
+    ``area_ratio`` per group; Table 1's Dice row the red and yellow ratios it averages."""
+    rows = table[table[key] == metric]
+    out: dict[str, dict[str, float]] = {}
+    for r in rows.itertuples():
+        if "area_ratio" in table:
+            ratios = {metric: getattr(r, "area_ratio")}
+        else:
+            ratios = {c[: -len("_area_ratio")]: getattr(r, c) for c in table if c.endswith("_area_ratio")}
+        out[r.network] = {g: float(v) for g, v in ratios.items() if pd.notna(v)}
+    return out
+
+
+def _not_sane(table: pd.DataFrame, key: str, metric: str) -> dict[str, str]:
+    """{network: "red area 3.2×, a flood"} for the networks whose `metric` Dice rests on a flood
+    or a collapse (any lesion group outside SANE_AREA_RATIO)."""
+    out = {}
+    for network, ratios in _area_ratios(table, key, metric).items():
+        problems = [f"{g} area {ratio_text(v)}, {area_problem(v)}" for g, v in ratios.items() if area_problem(v)]
+        if problems:
+            out[network] = "; ".join(problems)
+    return out
 
 
 def _ours(table: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -47,6 +94,17 @@ def _best_by(table: pd.DataFrame, key: str, winner: str, metrics, what: str) -> 
         if metric not in means.columns or winner not in means.index:
             return NOT_TESTABLE, f"no {metric} score for {winner}"
         column = means[metric].dropna()
+        unsound = _not_sane(table, key, metric)
+        left_out = "; ".join(f"{n} ({why})" for n, why in sorted(unsound.items()))
+        if winner in unsound:
+            outcomes.append(INCONCLUSIVE)
+            lines.append(f"{metric}: not ranked, a flood or a collapse: {left_out}")
+            continue
+        column = column.drop([n for n in unsound if n in column.index])
+        if len(column) < 2:
+            outcomes.append(INCONCLUSIVE)
+            lines.append(f"{metric}: no sane network to compare {winner} with (not ranked: {left_out})")
+            continue
         spread = stds[metric].reindex(column.index).fillna(0.0) if metric in stds else column * 0
         others = column.drop(winner, errors="ignore")
         if others.empty:
@@ -68,7 +126,8 @@ def _best_by(table: pd.DataFrame, key: str, winner: str, metrics, what: str) -> 
             outcomes.append(INCONCLUSIVE)
         ranking = ", ".join(f"{n} {v:.2f}" + (f" ± {spread[n]:.2f}" if spread[n] else "")
                             for n, v in column.sort_values(ascending=False).items())
-        lines.append(f"{metric}: {ranking}" + (" (a single run: not decided)" if single else ""))
+        lines.append(f"{metric}: {ranking}" + (" (a single run: not decided)" if single else "")
+                     + (f" (not ranked, a flood or a collapse: {left_out})" if left_out else ""))
     verdict = (NOT_REPRODUCED if NOT_REPRODUCED in outcomes else
                REPRODUCED if all(o == REPRODUCED for o in outcomes) else INCONCLUSIVE)
     return verdict, f"{what} — " + "; ".join(lines)
@@ -100,13 +159,23 @@ def mtunet_vs_linknet_significant(results_dir: Path):
     rows = tests[tests["baseline"] == label("linknet")]
     if rows.empty or rows["pvalue"].isna().all():
         return NOT_TESTABLE, f"no defined t-test {label('mtunet')} vs {label('linknet')} (too few pairs?)"
-    better = rows["mean_difference"] > 0
-    significant = rows["pvalue"] < SIGNIFICANCE_LEVEL
-    evidence = "; ".join(f"{r.group}: mean diff {r.mean_difference:+.2f} points, p = {r.pvalue:.3g} "
-                         f"(n = {r.n}, paired by {r.pairing}, {r.alternative})" for r in rows.itertuples())
-    if bool((better & significant).all()):
+    table2 = read_table(results_dir, "table2_segmentation")
+    unsound = {g: _not_sane(table2, "metric", g) if table2 is not None else {} for g in rows["group"]}
+    pair = (label("mtunet"), label("linknet"))
+    sane = rows["group"].map(lambda g: not any(n in unsound[g] for n in pair)).to_numpy()
+    better = (rows["mean_difference"] > 0).to_numpy()
+    significant = (rows["pvalue"] < SIGNIFICANCE_LEVEL).to_numpy()
+    evidence = "; ".join(
+        f"{r.group}: mean diff {r.mean_difference:+.2f} points, p = {r.pvalue:.3g} "
+        f"(n = {r.n}, paired by {r.pairing}, {r.alternative})"
+        + ("" if ok else " — not ranked, a flood or a collapse: "
+           + "; ".join(f"{n} ({unsound[r.group][n]})" for n in pair if n in unsound[r.group]))
+        for r, ok in zip(rows.itertuples(), sane))
+    if bool((better & significant & sane).all()):
         return REPRODUCED, evidence
-    return (INCONCLUSIVE if bool(better.all()) else NOT_REPRODUCED), evidence
+    if bool((sane & ~better).any()):
+        return NOT_REPRODUCED, evidence
+    return INCONCLUSIVE, evidence
 
 
 def _flag(value) -> bool:
@@ -209,27 +278,54 @@ def batchnorm_encoders_miss_red(results_dir: Path):
     return (REPRODUCED if bool((batchnorm < red[reference]).all()) else NOT_REPRODUCED), evidence
 
 
+def _ablation_unsound(table: pd.DataFrame, setting: str) -> dict:
+    """{setting value: "red area 0.01×, a collapse"} for the ablation rows whose lesion Dice
+    rests on a flood or a collapse (their red_/yellow_area_ratio columns)."""
+    out = {}
+    for r in table.itertuples():
+        problems = [f"{c[: -len('_area_ratio')]} area {ratio_text(getattr(r, c))}, {area_problem(getattr(r, c))}"
+                    for c in table if c.endswith("_area_ratio") and area_problem(getattr(r, c))]
+        if problems:
+            out[getattr(r, setting)] = "; ".join(problems)
+    return out
+
+
+def _left_out_text(unsound: dict, name: str) -> str:
+    return ("; not ranked on Dice, a flood or a collapse: "
+            + "; ".join(f"{name} {k} ({why})" for k, why in unsound.items())) if unsound else ""
+
+
 def alpha_one_best(results_dir: Path):
     table = read_table(results_dir, "ablation_alpha")
     if table is None or table.empty:
         return NOT_TESTABLE, "ablation_alpha.csv missing"
-    best = {m: float(table.loc[table[m].idxmax(), "alpha"]) for m in ("dice", "roc") if m in table}
+    unsound = _ablation_unsound(table, "alpha")
+    ranked = {"dice": table[~table["alpha"].isin(list(unsound))], "roc": table}
+    best = {m: float(rows.loc[rows[m].idxmax(), "alpha"]) for m, rows in ranked.items()
+            if m in rows and len(rows)}
     verdict = REPRODUCED if best and all(np.isclose(a, 1.0) for a in best.values()) else NOT_REPRODUCED
     if "n_runs" in table and bool((table["n_runs"] < 2).any()):
         verdict = INCONCLUSIVE   # one run per value: not decided
-    return verdict, "best alpha: " + ", ".join(f"{m} at alpha = {a:g}" for m, a in best.items())
+    if "dice" not in best or any(np.isclose(float(a), 1.0) for a in unsound):
+        verdict = INCONCLUSIVE   # alpha = 1's Dice, or every Dice, is not ranked
+    return verdict, ("best alpha: " + ", ".join(f"{m} at alpha = {a:g}" for m, a in best.items())
+                     + _left_out_text(unsound, "alpha ="))
 
 
 def dice_losses_worse(results_dir: Path):
     table = read_table(results_dir, "ablation_loss")
     if table is None or table.empty or "bce" not in set(table["seg_loss"]):
         return NOT_TESTABLE, "ablation_loss.csv missing or without the BCE run"
+    unsound = _ablation_unsound(table, "seg_loss")
     dice = table.set_index("seg_loss")["dice"]
-    others = dice.drop("bce")
+    others = dice.drop(["bce", *unsound], errors="ignore")
     verdict = REPRODUCED if bool((others < dice["bce"]).all()) else NOT_REPRODUCED
     if "n_runs" in table and bool((table["n_runs"] < 2).any()):
         verdict = INCONCLUSIVE   # one run per value: not decided
-    return verdict, "mean lesion Dice (%): " + ", ".join(f"{k} {v:.2f}" for k, v in dice.items())
+    if "bce" in unsound or others.empty:
+        verdict = INCONCLUSIVE   # the claim's reference, or every rival, is not ranked
+    return verdict, ("mean lesion Dice (%): " + ", ".join(f"{k} {v:.2f}" for k, v in dice.items())
+                     + _left_out_text(unsound, "loss"))
 
 
 def kaggle_1914_per_grade(results_dir: Path):

@@ -21,12 +21,10 @@ import pandas as pd
 
 from mtunet.config import LESION_GROUPS, project_root
 from mtunet.models.registry import label
-from mtunet.report.claims import CHECKS
+from mtunet.report.claims import CHECKS, SANE_AREA_RATIO, area_problem, ratio_text
 from mtunet.report.tables import read_table
 
 HEADING = "### What we found"
-# predicted / true lesion pixels outside this band: the Dice beside it rests on a flood or a collapse
-SANE_AREA_RATIO = (0.5, 2.0)
 
 
 # ------------------------------------------------------------------------------------- wording
@@ -34,13 +32,6 @@ SANE_AREA_RATIO = (0.5, 2.0)
 def pct(value, digits: int = 1) -> str:
     """A percentage already in percent: "12.3 %" ("n/a" when missing)."""
     return "n/a" if value is None or pd.isna(value) else f"{float(value):.{digits}f} %"
-
-
-def ratio_text(value) -> str:
-    """An area ratio: "0.62×", "4.7×", "260×"."""
-    if value is None or pd.isna(value):
-        return "n/a"
-    return f"{float(value):.0f}×" if float(value) >= 10 else f"{float(value):.2g}×"
 
 
 def area_note(ratio, group: str = "") -> str:
@@ -62,14 +53,8 @@ def areas(ratios: dict) -> str:
 
 def area_caveat(ratio) -> str:
     """"" inside SANE_AREA_RATIO, else what the area ratio says the Dice rests on."""
-    if ratio is None or pd.isna(ratio):
-        return ""
-    low, high = SANE_AREA_RATIO
-    if ratio > high:
-        return f"a flood: {ratio_text(ratio)} the true lesion area"
-    if ratio < low:
-        return f"a collapse: {ratio_text(ratio)} the true lesion area"
-    return ""
+    problem = area_problem(ratio)
+    return f"{problem}: {ratio_text(ratio)} the true lesion area" if problem else ""
 
 
 def dice_with_area(dice, ratio) -> str:
