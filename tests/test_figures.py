@@ -293,6 +293,23 @@ def test_paper_vs_ours_one_panel_per_metric_with_error_bars(tmp_path):
     _saved(fig, tmp_path, "paper_vs_ours_panels")
 
 
+def test_paper_vs_ours_writes_the_area_beside_each_dice_and_draws_a_flood_hollow(tmp_path):
+    table = _comparison_table().assign(red_area_ratio=[3.2, np.nan, np.nan, np.nan],
+                                       yellow_area_ratio=[1.1, np.nan, np.nan, np.nan])
+    fig = F.paper_vs_ours(table, {"dice": "Lesion Dice", "roc": "Mean ROC AUC"}, title="Table 1")
+    dice, roc = fig.axes
+    labels = [t.get_text() for t in dice.texts]
+    assert "7.10 ± 0.70 · red area 3.2× (a flood), yellow area 1.1×" in labels, labels
+    assert not any("area" in t.get_text() for t in roc.texts)    # an AUC rests on no area
+    hollow = [line for line in dice.lines if line.get_marker() == "o" and line.get_markerfacecolor() == "white"]
+    assert len(hollow) == 1
+    assert any("a flood or a collapse" in t for t in _legend_texts(fig))
+    sane = F.paper_vs_ours(table.assign(red_area_ratio=[0.9, np.nan, np.nan, np.nan]),
+                           {"dice": "Lesion Dice"}, title="Table 1")
+    assert not any("a flood or a collapse" in t for t in _legend_texts(sane))
+    _saved(fig, tmp_path, "paper_vs_ours_areas")
+
+
 def _grading_table(one_class=("DenseNet-201",)):
     rows = []
     for net in ("DenseNet-201", "MTUnet"):

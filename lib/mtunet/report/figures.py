@@ -1149,6 +1149,23 @@ def _row_text(ax, x_end: float, x_start: float, y: float, text: str, colour, xma
         ax.text(x_start - 0.015 * xmax, y, text, ha="right", va="center", fontsize=7.5, color=colour)
 
 
+def _area_label(row) -> tuple[str, bool]:
+    """(" · area 0.97×" or " · red area 3.2× (a flood)", whether any ratio is a flood or a
+    collapse) for a comparison row carrying area ratios (Table 2: ``area_ratio``; Table 1's Dice:
+    ``red_area_ratio`` and ``yellow_area_ratio``): every Dice drawn with the area it rests on."""
+    from mtunet.report.claims import area_problem, ratio_text
+
+    if np.isfinite(_num(row.get("area_ratio"))):
+        ratios = {"": _num(row.get("area_ratio"))}
+    else:
+        ratios = {k[: -len("_area_ratio")] + " ": _num(row.get(k)) for k in row.index
+                  if str(k).endswith("_area_ratio") and np.isfinite(_num(row.get(k)))}
+    parts = [f"{group}area {ratio_text(v)}" + (f" ({area_problem(v)})" if area_problem(v) else "")
+             for group, v in ratios.items()]
+    return ((" · " + ", ".join(parts)) if parts else "",
+            any(area_problem(v) for v in ratios.values()))
+
+
 @_styled
 def paper_vs_ours(table, panels: Mapping[str, str], xlabels: Mapping[str, str] | str = "value (%)",
                   title: str = "Paper vs. ours", key: str = "network", metric_col: str = "metric"):
@@ -1159,8 +1176,9 @@ def paper_vs_ours(table, panels: Mapping[str, str], xlabels: Mapping[str, str] |
     ours_std, n_runs``; ``ci_low, ci_high`` where it has intervals). ``panels``: {metric value:
     panel title}; ``xlabels``: one label or {metric: label}. Paper: grey diamond ± its published
     std; ours: blue dot, thick bar ± std over runs, thin line the 95 % interval where the table
-    has one. Values are written beside the dots; "not run" / "not reported" where missing. An
-    AUC panel carries the chance line (50 %).
+    has one. Values are written beside the dots, with the predicted/true lesion area where the
+    table has it; a Dice resting on a flood or a collapse is drawn hollow (the claims do not rank
+    it). "not run" / "not reported" where missing. An AUC panel carries the chance line (50 %).
     """
     from matplotlib.lines import Line2D
 
@@ -1168,7 +1186,7 @@ def paper_vs_ours(table, panels: Mapping[str, str], xlabels: Mapping[str, str] |
     networks = list(dict.fromkeys(str(v) for v in table[key]))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels) + 1.8, 0.75 * len(networks) + 2.4),
                              sharey=True, squeeze=False)
-    drew = {"std": False, "ci": False, "paper_std": False}
+    drew = {"std": False, "ci": False, "paper_std": False, "unsound": False}
     runs: dict[str, float] = {}
     for ax, (metric, panel_title) in zip(axes[0], panels.items()):
         rows = {str(r[key]): r for _, r in table[table[metric_col] == metric].iterrows()}
@@ -1209,9 +1227,13 @@ def paper_vs_ours(table, panels: Mapping[str, str], xlabels: Mapping[str, str] |
                         solid_capstyle="butt", zorder=2)
                 ends += [o - os_, o + os_]
                 drew["std"] = True
-            ax.plot(o, yo, "o", color=OURS_COLOUR, ms=7, mec="white", mew=0.8, zorder=4)
+            area, unsound = _area_label(r)
+            drew["unsound"] |= unsound
+            ax.plot(o, yo, "o", color=OURS_COLOUR, ms=7, zorder=4,
+                    **({"mfc": "white", "mec": OURS_COLOUR, "mew": 1.5} if unsound
+                       else {"mec": "white", "mew": 0.8}))
             _row_text(ax, max(ends), min(ends), yo,
-                      _fmt(o) + (f" ± {_fmt(os_)}" if np.isfinite(os_) else ""), OURS_COLOUR, xmax)
+                      _fmt(o) + (f" ± {_fmt(os_)}" if np.isfinite(os_) else "") + area, OURS_COLOUR, xmax)
         if "roc" in str(metric).lower() or "auc" in str(panel_title).lower():
             ax.axvline(50, color="grey", ls=":", lw=1)
             ax.text(50, -0.62, "chance", ha="center", va="bottom", fontsize=7.5, color="grey")
@@ -1227,6 +1249,9 @@ def paper_vs_ours(table, panels: Mapping[str, str], xlabels: Mapping[str, str] |
     handles = [Line2D([], [], color=PAPER_COLOUR, marker="D", ls="-" if drew["paper_std"] else "",
                       label="paper" + (" (± std over its runs, where published)" if drew["paper_std"] else "")),
                Line2D([], [], color=OURS_COLOUR, marker="o", ls="", label="ours: mean over runs")]
+    if drew["unsound"]:
+        handles.append(Line2D([], [], color=OURS_COLOUR, marker="o", mfc="white", mew=1.5, ls="",
+                              label="ours: a flood or a collapse (area outside ½–2× the truth; not ranked)"))
     if drew["std"]:
         handles.append(Line2D([], [], color=OURS_COLOUR, lw=5, alpha=0.45, label="ours: ± std over runs"))
     if drew["ci"]:
