@@ -385,6 +385,10 @@ def test_training_curves_colour_per_network_integer_epochs_percent_dice():
     assert list(dice.lines[0].get_ydata()) == pytest.approx([10, 20, 30])   # Dice in %
     assert "(%)" in dice.get_ylabel() and dice.get_title() == "red-lesion Dice"
     assert "UNet · seed 1" in _legend_texts(fig)
+    assert "hold out no validation images" in fig._suptitle.get_text()   # says why no dashed line
+    with_val = {k: f.assign(val_seg_loss=[1.1, 0.9, 0.8]) for k, f in frames.items()}
+    fig = F.training_curves(with_val, ("seg_loss",), "Table 2 runs")
+    assert "validation" in _legend_texts(fig) and "no validation" not in fig._suptitle.get_text()
 
 
 def test_training_curves_single_epoch_runs_stay_on_epoch_one():
@@ -424,6 +428,12 @@ def test_ablation_plot_alpha_on_a_log_axis_with_the_values_tried(tmp_path):
     fig = F.ablation_plot(losses, "seg_loss", "loss ablation", paper_choice="bce")
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels == ["binary cross-entropy\n(paper's loss)", "generalised Dice"]
+    with_areas = losses.assign(red_dice=[0.0, 9.0], red_area_ratio=[0.001, 1.3])
+    fig = F.ablation_plot(with_areas, "seg_loss", "loss ablation", paper_choice="bce")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "0.00\narea 0.001×\n(a collapse)" in texts and "9.00\narea 1.3×" in texts, texts
+    fig = F.ablation_plot(frame.assign(red_area_ratio=[3.0, 1.0, 1.0]), "alpha", "α ablation")
+    assert "area 3×\n(a flood)" in [t.get_text() for t in fig.axes[0].texts]
 
 
 def test_readable_names_never_raw_columns():

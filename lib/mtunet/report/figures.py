@@ -610,9 +610,12 @@ def training_curves(histories: Mapping[object, "object"], metrics: Sequence[str]
         handles += [Line2D([], [], color="k", ls="-", label="training"),
                     Line2D([], [], color="k", ls="--", label="validation")]
     bottom = _legend_below(fig, handles, ncol=min(len(handles), 5) if handles else None)
-    note = ("\n(one epoch per run: single points, no curve" + ("; runs spread sideways" if spread else "")
-            + ")" if runs and most_epochs <= 1 else "")
-    fig.suptitle(title + note)
+    notes = []
+    if runs and most_epochs <= 1:
+        notes.append("one epoch per run: single points, no curve" + ("; runs spread sideways" if spread else ""))
+    if runs and "validation" not in styles_used:
+        notes.append("training batches only: these runs hold out no validation images")
+    fig.suptitle(title + (f"\n({'; '.join(notes)})" if notes else ""))
     fig.tight_layout(rect=(0, bottom, 1, 1))
     return fig
 
@@ -1263,6 +1266,19 @@ def paper_vs_ours(table, panels: Mapping[str, str], xlabels: Mapping[str, str] |
     return fig
 
 
+def _ablation_areas(data, column: str) -> list[str]:
+    """Per row, "area 3.2×\\n(a flood)" for a red/yellow Dice column whose table carries the
+    predicted/true area ratio (``red_area_ratio``), else "": every lesion Dice with its area."""
+    from mtunet.report.claims import area_problem, ratio_text
+
+    ratio_column = column.replace("_dice", "_area_ratio")
+    if not column.endswith("_dice") or ratio_column not in data.columns:
+        return [""] * len(data)
+    return ["" if not np.isfinite(_num(r)) else
+            f"area {ratio_text(r)}" + (f"\n({area_problem(r)})" if area_problem(r) else "")
+            for r in data[ratio_column]]
+
+
 @_styled
 def ablation_plot(frame, parameter: str, title: str, paper_choice=None, grading_test: str = ""):
     """An ablation of MTUnet: Dice (mean, red and yellow, %) and mean ROC AUC (%) in separate
@@ -1270,7 +1286,8 @@ def ablation_plot(frame, parameter: str, title: str, paper_choice=None, grading_
     value tried (α weighs the grading loss, Eq. 3), points joined by lines; otherwise (e.g.
     "seg_loss") the values are categories with readable names, drawn as grouped bars with their
     values. ``paper_choice`` (the paper's best α, or its loss) is marked; ``grading_test`` names
-    the ROC panel's test set. ``n_runs`` per value, when present, is written under the title.
+    the ROC panel's test set. ``n_runs`` per value, when present, is written under the title;
+    ``red_area_ratio`` / ``yellow_area_ratio``, when present, beside the red and yellow Dice.
     """
     plt = _plt()
     numeric = parameter == "alpha"
@@ -1294,13 +1311,19 @@ def ablation_plot(frame, parameter: str, title: str, paper_choice=None, grading_
         width = 0.8 / max(len(group), 1)
         for k, (col, label, colour, marker) in enumerate(group):
             y = np.asarray(data[col], dtype=float)
+            areas = _ablation_areas(data, col)
             if numeric:
                 ax.plot(x, y, marker=marker, color=colour, label=label, ms=7, lw=1.5)
+                for xv, v, area in zip(x, y, areas):
+                    if area:
+                        ax.annotate(area, (xv, v), ha="center", va="bottom", fontsize=7, color=colour,
+                                    xytext=(0, 5), textcoords="offset points")
                 continue
             xs = x - 0.4 + width * (k + 0.5)
             bars = ax.bar(xs, np.nan_to_num(y), width, color=colour, label=label, edgecolor="white")
-            for bar, v in zip(bars, y):
-                ax.annotate(_fmt(v), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            for bar, v, area in zip(bars, y, areas):
+                ax.annotate(_fmt(v) + (f"\n{area}" if area else ""),
+                            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                             ha="center", va="bottom", fontsize=7.5, xytext=(0, 1),
                             textcoords="offset points")
     ax_roc.axhline(50, color="grey", ls=":", lw=1, label="chance")
@@ -1323,7 +1346,7 @@ def ablation_plot(frame, parameter: str, title: str, paper_choice=None, grading_
         ax.set_ylabel(ylabel)
         ax.set_title(panel)
         top = np.nanmax([np.nanmax(np.asarray(data[c], dtype=float)) for c, *_ in series] or [1.0])
-        ax.set_ylim(0, 100 if ax is ax_roc else (top * 1.18 if np.isfinite(top) and top > 0 else 1.0))
+        ax.set_ylim(0, 100 if ax is ax_roc else (top * 1.3 if np.isfinite(top) and top > 0 else 1.0))
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     runs = sorted({int(v) for v in data["n_runs"] if np.isfinite(_num(v))}) if "n_runs" in data.columns else []
     note = f"\n({' / '.join(map(str, runs))} run{'s' if runs != [1] else ''} per value)" if runs else ""
