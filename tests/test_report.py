@@ -83,6 +83,7 @@ def test_a_dice_resting_on_a_flood_or_a_collapse_is_not_ranked(tmp_path):
     assert "LinkNet (red area 3.2×, a flood)" in flooded_rival["evidence"]
     own_flood = claim({("LinkNet", "red"): 3.2, ("MTUnet", "yellow"): 2.5})
     assert own_flood["verdict"] == INCONCLUSIVE and "MTUnet (yellow area 2.5×, a flood)" in own_flood["evidence"]
+    assert "yellow: MTUnet 70.50, UNet 60.50, LinkNet 40.50 — MTUnet not ranked" in own_flood["evidence"]
     lone = claim({("LinkNet", "red"): 3.2, ("UNet", "red"): 0.1})       # nobody sane left on red
     assert lone["verdict"] == INCONCLUSIVE and "no sane network to compare MTUnet with" in lone["evidence"]
 

@@ -96,15 +96,14 @@ def _best_by(table: pd.DataFrame, key: str, winner: str, metrics, what: str) -> 
         column = means[metric].dropna()
         unsound = _not_sane(table, key, metric)
         left_out = "; ".join(f"{n} ({why})" for n, why in sorted(unsound.items()))
-        if winner in unsound:
+        if winner in unsound or len(column.drop([n for n in unsound if n in column.index])) < 2:
             outcomes.append(INCONCLUSIVE)
-            lines.append(f"{metric}: not ranked, a flood or a collapse: {left_out}")
+            everyone = ", ".join(f"{n} {v:.2f}" for n, v in column.sort_values(ascending=False).items())
+            why = (f"{winner} not ranked" if winner in unsound
+                   else f"no sane network to compare {winner} with")
+            lines.append(f"{metric}: {everyone} — {why}; a flood or a collapse: {left_out}")
             continue
         column = column.drop([n for n in unsound if n in column.index])
-        if len(column) < 2:
-            outcomes.append(INCONCLUSIVE)
-            lines.append(f"{metric}: no sane network to compare {winner} with (not ranked: {left_out})")
-            continue
         spread = stds[metric].reindex(column.index).fillna(0.0) if metric in stds else column * 0
         others = column.drop(winner, errors="ignore")
         if others.empty:
