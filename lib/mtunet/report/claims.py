@@ -44,28 +44,25 @@ def area_problem(ratio) -> str:
     return "a flood" if ratio > high else "a collapse" if ratio < low else ""
 
 
-def _area_ratios(table: pd.DataFrame, key: str, metric: str) -> dict[str, dict[str, float]]:
-    """{network: {lesion group: area ratio}} behind `metric`'s Dice: Table 2's rows carry one
-    ``area_ratio`` per group; Table 1's Dice row the red and yellow ratios it averages."""
-    rows = table[table[key] == metric]
-    out: dict[str, dict[str, float]] = {}
-    for r in rows.itertuples():
-        if "area_ratio" in table:
-            ratios = {metric: getattr(r, "area_ratio")}
-        else:
-            ratios = {c[: -len("_area_ratio")]: getattr(r, c) for c in table if c.endswith("_area_ratio")}
-        out[r.network] = {g: float(v) for g, v in ratios.items() if pd.notna(v)}
-    return out
+def _group_ratios(row) -> dict[str, float]:
+    """{lesion group: area ratio} from a row's ``red_area_ratio`` / ``yellow_area_ratio`` columns."""
+    return {c[: -len("_area_ratio")]: getattr(row, c) for c in row._fields if c.endswith("_area_ratio")}
+
+
+def _problems(ratios: dict) -> str:
+    """"red area 3.2×, a flood; …" for the ratios outside SANE_AREA_RATIO ("" when none is)."""
+    return "; ".join(f"{g} area {ratio_text(v)}, {area_problem(v)}" for g, v in ratios.items() if area_problem(v))
 
 
 def _not_sane(table: pd.DataFrame, key: str, metric: str) -> dict[str, str]:
     """{network: "red area 3.2×, a flood"} for the networks whose `metric` Dice rests on a flood
-    or a collapse (any lesion group outside SANE_AREA_RATIO)."""
+    or a collapse. Table 2's rows carry one ``area_ratio`` per group; Table 1's Dice row the red
+    and yellow ratios it averages."""
     out = {}
-    for network, ratios in _area_ratios(table, key, metric).items():
-        problems = [f"{g} area {ratio_text(v)}, {area_problem(v)}" for g, v in ratios.items() if area_problem(v)]
-        if problems:
-            out[network] = "; ".join(problems)
+    for r in table[table[key] == metric].itertuples():
+        ratios = {metric: r.area_ratio} if "area_ratio" in table else _group_ratios(r)
+        if problems := _problems(ratios):
+            out[r.network] = problems
     return out
 
 
@@ -280,13 +277,8 @@ def batchnorm_encoders_miss_red(results_dir: Path):
 def _ablation_unsound(table: pd.DataFrame, setting: str) -> dict:
     """{setting value: "red area 0.01×, a collapse"} for the ablation rows whose lesion Dice
     rests on a flood or a collapse (their red_/yellow_area_ratio columns)."""
-    out = {}
-    for r in table.itertuples():
-        problems = [f"{c[: -len('_area_ratio')]} area {ratio_text(getattr(r, c))}, {area_problem(getattr(r, c))}"
-                    for c in table if c.endswith("_area_ratio") and area_problem(getattr(r, c))]
-        if problems:
-            out[getattr(r, setting)] = "; ".join(problems)
-    return out
+    return {getattr(r, setting): problems for r in table.itertuples()
+            if (problems := _problems(_group_ratios(r)))}
 
 
 def _left_out_text(unsound: dict, name: str) -> str:
