@@ -44,6 +44,15 @@ def area_problem(ratio) -> str:
     return "a flood" if ratio > high else "a collapse" if ratio < low else ""
 
 
+def area_text(ratio, group: str = "", sep: str = " ") -> str:
+    """"red area 3.2× (a flood)", "area 0.97×": a ratio as printed beside a Dice, its problem after
+    ``sep`` (a newline in figure annotations); "" when the ratio is missing."""
+    if ratio is None or pd.isna(ratio):
+        return ""
+    problem = area_problem(ratio)
+    return f"{group + ' ' if group else ''}area {ratio_text(ratio)}" + (f"{sep}({problem})" if problem else "")
+
+
 def _group_ratios(row) -> dict[str, float]:
     """{lesion group: area ratio} from a row's ``red_area_ratio`` / ``yellow_area_ratio`` columns."""
     return {c[: -len("_area_ratio")]: getattr(row, c) for c in row._fields if c.endswith("_area_ratio")}

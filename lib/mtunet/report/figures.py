@@ -1156,15 +1156,14 @@ def _area_label(row) -> tuple[str, bool]:
     """(" · area 0.97×" or " · red area 3.2× (a flood)", whether any ratio is a flood or a
     collapse) for a comparison row carrying area ratios (Table 2: ``area_ratio``; Table 1's Dice:
     ``red_area_ratio`` and ``yellow_area_ratio``): every Dice drawn with the area it rests on."""
-    from mtunet.report.claims import area_problem, ratio_text
+    from mtunet.report.claims import area_problem, area_text
 
     if np.isfinite(_num(row.get("area_ratio"))):
         ratios = {"": _num(row.get("area_ratio"))}
     else:
-        ratios = {k[: -len("_area_ratio")] + " ": _num(row.get(k)) for k in row.index
+        ratios = {k[: -len("_area_ratio")]: _num(row.get(k)) for k in row.index
                   if str(k).endswith("_area_ratio") and np.isfinite(_num(row.get(k)))}
-    parts = [f"{group}area {ratio_text(v)}" + (f" ({area_problem(v)})" if area_problem(v) else "")
-             for group, v in ratios.items()]
+    parts = [area_text(v, group) for group, v in ratios.items()]
     return ((" · " + ", ".join(parts)) if parts else "",
             any(area_problem(v) for v in ratios.values()))
 
@@ -1269,14 +1268,12 @@ def paper_vs_ours(table, panels: Mapping[str, str], xlabels: Mapping[str, str] |
 def _ablation_areas(data, column: str) -> list[str]:
     """Per row, "area 3.2×\\n(a flood)" for a red/yellow Dice column whose table carries the
     predicted/true area ratio (``red_area_ratio``), else "": every lesion Dice with its area."""
-    from mtunet.report.claims import area_problem, ratio_text
+    from mtunet.report.claims import area_text
 
     ratio_column = column.replace("_dice", "_area_ratio")
     if not column.endswith("_dice") or ratio_column not in data.columns:
         return [""] * len(data)
-    return ["" if not np.isfinite(_num(r)) else
-            f"area {ratio_text(r)}" + (f"\n({area_problem(r)})" if area_problem(r) else "")
-            for r in data[ratio_column]]
+    return [area_text(r, sep="\n") if np.isfinite(_num(r)) else "" for r in data[ratio_column]]
 
 
 @_styled

@@ -21,7 +21,7 @@ import pandas as pd
 
 from mtunet.config import LESION_GROUPS, project_root
 from mtunet.models.registry import label
-from mtunet.report.claims import CHECKS, SANE_AREA_RATIO, area_problem, ratio_text
+from mtunet.report.claims import CHECKS, SANE_AREA_RATIO, area_problem, area_text, ratio_text
 from mtunet.report.tables import read_table
 
 HEADING = "### What we found"
@@ -42,13 +42,7 @@ def area_note(ratio, group: str = "") -> str:
 
 def areas(ratios: dict) -> str:
     """"red area 0.97×, yellow area 1.7× (a flood)": every group's ratio, each caveat after it."""
-    parts = []
-    for group, ratio in ratios.items():
-        if ratio is None or pd.isna(ratio):
-            continue
-        caveat = area_caveat(ratio)
-        parts.append(f"{group} area {ratio_text(ratio)}" + (f" ({caveat.split(':')[0]})" if caveat else ""))
-    return ", ".join(parts)
+    return ", ".join(text for group, ratio in ratios.items() if (text := area_text(ratio, group)))
 
 
 def area_caveat(ratio) -> str:
