@@ -115,8 +115,9 @@ def test_table1_and_the_ablations_leave_floods_and_collapses_out(tmp_path):
 
 
 def test_the_linknet_t_test_is_not_read_where_either_network_floods(tmp_path):
+    # one-sided "MTUnet better": p = 0.99 on red is LinkNet ahead beyond noise (its own p 0.01)
     tests = pd.DataFrame({"baseline": ["LinkNet", "LinkNet"], "group": ["red", "yellow"],
-                          "mean_difference": [-3.0, 2.0], "pvalue": [0.01, 0.01], "n": [27, 27],
+                          "mean_difference": [-3.0, 2.0], "pvalue": [0.99, 0.01], "n": [27, 27],
                           "pairing": ["images", "images"], "alternative": ["greater", "greater"]})
     write_table(tests, tmp_path, "ttests")
     assert _claims(tmp_path).loc["mtunet_vs_linknet_significant", "verdict"] == NOT_REPRODUCED
@@ -126,6 +127,20 @@ def test_the_linknet_t_test_is_not_read_where_either_network_floods(tmp_path):
     write_table(table, tmp_path, "table2_segmentation")
     verdict, evidence = _claims(tmp_path).loc["mtunet_vs_linknet_significant", ["verdict", "evidence"]]
     assert verdict == INCONCLUSIVE and "MTUnet (red area 5×, a flood)" in evidence
+
+
+def test_a_linknet_lead_inside_the_noise_leaves_the_t_test_claim_inconclusive(tmp_path):
+    def verdict(alternative, pvalue):
+        tests = pd.DataFrame({"baseline": ["LinkNet"] * 2, "group": ["red", "yellow"],
+                              "mean_difference": [-0.5, 2.0], "pvalue": [pvalue, 0.01], "n": [27, 27],
+                              "pairing": ["images"] * 2, "alternative": [alternative] * 2})
+        write_table(tests, tmp_path, "ttests")
+        return _claims(tmp_path).loc["mtunet_vs_linknet_significant", "verdict"]
+
+    assert verdict("greater", 0.7) == INCONCLUSIVE       # LinkNet's own one-sided p: 0.3
+    assert verdict("greater", 0.95) == NOT_REPRODUCED    # LinkNet's own p: 0.05
+    assert verdict("two-sided", 0.6) == INCONCLUSIVE
+    assert verdict("two-sided", 0.05) == NOT_REPRODUCED
 
 
 # --- Tables 3 and 4: intervals, kappa, one-class graders; the grading claims ----------------------

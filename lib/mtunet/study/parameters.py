@@ -72,7 +72,7 @@ DEFAULTS: dict[str, Any] = {
     "grader_epochs": None,            # epochs of the baseline graders (None: the same as epochs)
     # significance
     "ttest_pairing": "images",        # "images" | "runs"
-    "ttest_alternative": "two-sided", # "two-sided" | "greater" (MTUnet better) | "less"
+    "ttest_alternative": "greater",   # one-sided, the paper's claim (MTUnet better) | "two-sided" | "less"
 }
 
 

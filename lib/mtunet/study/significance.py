@@ -16,7 +16,7 @@ PAIRINGS = ("images", "runs")
 
 
 def segmentation_ttests(per_image: pd.DataFrame, scores: pd.DataFrame, model: str | None = None,
-                        pairing: str = "images", alternative: str = "two-sided") -> pd.DataFrame:
+                        pairing: str = "images", alternative: str = "greater") -> pd.DataFrame:
     """Paired t-tests of `model` (default MTUnet's label) against every other network, for red
     and yellow Dice.
 
@@ -51,7 +51,7 @@ def segmentation_ttests(per_image: pd.DataFrame, scores: pd.DataFrame, model: st
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def table2_ttests(results: Path, pairing: str = "images", alternative: str = "two-sided"
+def table2_ttests(results: Path, pairing: str = "images", alternative: str = "greater"
                   ) -> pd.DataFrame:
     """The t-tests on the files Table 2 wrote (table2_runs, segmentation_per_image); writes ttests."""
     from mtunet.report.tables import write_table
