@@ -154,6 +154,11 @@ def mtunet_best_segmentation(results_dir: Path):
                     "pooled Dice, mean ± std over runs (%)")
 
 
+# how a t-test row's alternative reads in the evidence (model = MTUnet, minus the baseline)
+ALTERNATIVE_TEXT = {"greater": "one-sided, MTUnet better", "less": "one-sided, the baseline better",
+                    "two-sided": "two-sided"}
+
+
 def _p_baseline_better(row) -> float:
     """The p-value of "the baseline is better" from a t-test row of any alternative: a lead
     for the baseline counts against the paper only where it is beyond noise too."""
@@ -183,7 +188,7 @@ def mtunet_vs_linknet_significant(results_dir: Path):
     worse = np.array([_p_baseline_better(r) < SIGNIFICANCE_LEVEL for r in rows.itertuples()])
     evidence = "; ".join(
         f"{r.group}: mean diff {r.mean_difference:+.2f} points, p = {r.pvalue:.3g} "
-        f"(n = {r.n}, paired by {r.pairing}, {r.alternative})"
+        f"(n = {r.n}, paired by {r.pairing}, {ALTERNATIVE_TEXT.get(r.alternative, r.alternative)})"
         + ("" if ok else " — not ranked, a flood or a collapse: "
            + "; ".join(f"{n} ({unsound[r.group][n]})" for n in pair if n in unsound[r.group]))
         for r, ok in zip(rows.itertuples(), sane))

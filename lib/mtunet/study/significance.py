@@ -9,6 +9,7 @@ import pandas as pd
 from mtunet.config import LESION_GROUPS
 from mtunet.models.registry import label
 from mtunet.paper import SIGNIFICANCE_LEVEL
+from mtunet.report.claims import ALTERNATIVE_TEXT
 
 COLUMNS = ["model", "baseline", "group", "pairing", "alternative", "n", "mean_difference",
            "statistic", "pvalue", "significant_10pct", "note"]
@@ -61,6 +62,6 @@ def table2_ttests(results: Path, pairing: str = "images", alternative: str = "gr
     per_image = pd.read_csv(results / "segmentation_per_image.csv")
     tests = segmentation_ttests(per_image, scores, pairing=pairing, alternative=alternative)
     write_table(tests, results, "ttests", f"Paired t-tests, {label('mtunet')} vs each baseline (Dice, %)",
-                note=f"Paired by {pairing}; {alternative}; significant at "
+                note=f"Paired by {pairing}; {ALTERNATIVE_TEXT.get(alternative, alternative)}; significant at "
                      f"{100 * SIGNIFICANCE_LEVEL:g} % when p < {SIGNIFICANCE_LEVEL:.2f}.")
     return tests
