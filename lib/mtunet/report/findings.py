@@ -21,7 +21,9 @@ import pandas as pd
 
 from mtunet.config import LESION_GROUPS, project_root
 from mtunet.models.registry import label
-from mtunet.report.claims import CHECKS, SANE_AREA_RATIO, area_problem, area_text, ratio_text
+from mtunet.report.claims import (
+    ALTERNATIVE_TEXT, CHECKS, SANE_AREA_RATIO, area_problem, area_text, ratio_text,
+)
 from mtunet.report.tables import read_table
 
 HEADING = "### What we found"
@@ -325,7 +327,8 @@ def significance(results: Path) -> list[str]:
     out = []
     tests = read_table(results, "ttests")
     if tests is not None and len(tests):
-        out.append("Paired t-tests, MTUnet − baseline (Dice points): " + "; ".join(
+        tested = "; ".join(sorted({ALTERNATIVE_TEXT.get(a, a) for a in tests["alternative"]}))
+        out.append(f"Paired t-tests, MTUnet − baseline (Dice points; p {tested}): " + "; ".join(
             f"{r.baseline} {r.group} {r.mean_difference:+.1f} (p = {r.pvalue:.2g}, n = {r.n})"
             for r in tests.itertuples() if pd.notna(r.pvalue)) + ".")
     out.append(verdict_sentence("mtunet_vs_linknet_significant", results))
