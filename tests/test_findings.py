@@ -144,6 +144,23 @@ def test_the_training_cost_counts_shared_runs_once_and_names_the_resumed(tmp_pat
     assert "was not produced" in findings.training_cost(tmp_path / "nowhere")
 
 
+def test_the_training_cost_says_whether_every_run_was_trained_by_todays_training_code(tmp_path):
+    base = pd.DataFrame([("04", "a", 30.0, False, np.nan), ("05", "b", 60.0, False, np.nan)],
+                        columns=["notebook", "run_id", "train_minutes", "resumed", "resume_exact"]
+                        ).assign(dtype_policy="float32")
+    write_table(base, tmp_path, "training_runs")
+    assert "not recorded" in findings.training_cost(tmp_path)
+    write_table(base.assign(trained_by=["abc1234", "def5678"], training_code="f00",
+                            same_training_code=[True, True]), tmp_path, "training_runs")
+    text = findings.training_cost(tmp_path)
+    assert "Every run was trained by the training code of the commit that made these results" in text
+    assert "`abc1234`, `def5678`" in text
+    write_table(base.assign(trained_by="abc1234", training_code=["f00", "ba5"],
+                            same_training_code=[True, False]), tmp_path, "training_runs")
+    assert "1 of them were trained by other training code than the commit that made these results: b" \
+        in findings.training_cost(tmp_path)
+
+
 def test_every_dice_in_table1_and_fig6_comes_with_its_area_ratios(tmp_path):
     """Sane ratios are shown too, not only the floods and collapses."""
     rows = [{"network": "Variant C", "metric": "dice", "ours_mean": 40.0, "ours_std": 2.0, "n_runs": 2,

@@ -229,7 +229,7 @@ def test_script_checks_a_prepared_copy_under_jax(tiny_synthetic_root, tmp_path):
 
 def test_data_workers_variable(monkeypatch):
     from mtunet.errors import UserError
-    from mtunet.study.runs import data_workers
+    from mtunet.study.run_training import data_workers
 
     monkeypatch.delenv("MTUNET_DATA_WORKERS", raising=False)
     assert data_workers() == {}

@@ -311,7 +311,7 @@ def test_grade_only_keeps_the_grades_and_drops_the_decoder():
     import keras
     import numpy as np
 
-    from mtunet.study.tables3_4_grading import grade_loader, grade_only
+    from mtunet.study.runs import grade_loader, grade_only
 
     inp = keras.Input((8, 8, 3))
     features = keras.layers.Conv2D(4, 3, padding="same", name="enc")(inp)

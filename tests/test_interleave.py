@@ -67,7 +67,8 @@ def test_a_multitask_run_on_crops_interleaves_and_a_segmenter_takes_crops(synthe
     from mtunet.data import read_segmentation
     from mtunet.data.crops import LesionCropSequence
     from mtunet.errors import UserError
-    from mtunet.study.runs import RunSpec, check_crop_settings, training_sequence
+    from mtunet.study.run_training import training_sequence
+    from mtunet.study.runs import RunSpec, check_crop_settings
 
     records = [r for r in read_segmentation(synthetic_root / "IDRiD") if r.split == "train"]
     graded = [r.__class__(**{**r.__dict__, "grade": 2}) for r in records]
@@ -89,7 +90,8 @@ def test_in_a_multitask_epoch_the_grade_batches_shape_the_segmentation(synthetic
     import keras
 
     from mtunet.data import read_segmentation
-    from mtunet.study.runs import RunSpec, build_untrained, training_sequence
+    from mtunet.study.run_training import build_untrained, training_sequence
+    from mtunet.study.runs import RunSpec
     from mtunet.train import TrainConfig, compile_model
 
     records = [r for r in read_segmentation(synthetic_root / "IDRiD") if r.split == "train"]
@@ -120,7 +122,8 @@ def test_ungraded_lesion_images_feed_the_crops_and_only_graded_images_the_grade_
     the whole-image grade batches must draw only the graded ones (an ungraded image there is a
     batch slot with no loss), the crops every lesion-annotated one."""
     from mtunet.data import read_segmentation
-    from mtunet.study.runs import RunSpec, training_sequence
+    from mtunet.study.run_training import training_sequence
+    from mtunet.study.runs import RunSpec
 
     records = [r for r in read_segmentation(synthetic_root / "IDRiD") if r.split == "train"]
     graded = [dataclasses.replace(r, grade=2, image_id=f"g{r.image_id}") for r in records[:3]]

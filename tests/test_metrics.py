@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from mtunet import intervals as I
 from mtunet import metrics as M
 
 
@@ -168,21 +169,21 @@ def test_ece_and_reliability_hand_value():
 def test_bootstrap_ci_contains_point_estimate():
     rng = np.random.default_rng(0)
     x = rng.normal(1.0, 1.0, 40)
-    low, high = M.bootstrap_ci(np.mean, x, n_resamples=500)
+    low, high = I.bootstrap_ci(np.mean, x, n_resamples=500)
     assert low < x.mean() < high
-    ci = M.bootstrap_ci(np.mean, x, n_resamples=500, method="BCa")
+    ci = I.bootstrap_ci(np.mean, x, n_resamples=500, method="BCa")
     assert ci.low < x.mean() < ci.high and ci.reason == ""
 
 
 def test_auc_ci_contains_point_and_nan_when_degenerate():
     y, prob = _grading_toy(n=100)
-    ci = M.auc_ci(y, prob, grade=2, n_resamples=300)
+    ci = I.auc_ci(y, prob, grade=2, n_resamples=300)
     assert ci.low <= M.roc_auc_grade(y, prob, 2) <= ci.high
     # grade 4 appears once in 6 samples: many resamples have no positive -> NaN with a reason
     y6 = np.array([0, 0, 1, 1, 2, 4])
-    ci6 = M.auc_ci(y6, prob[:6], grade=4, n_resamples=200)
+    ci6 = I.auc_ci(y6, prob[:6], grade=4, n_resamples=200)
     assert math.isnan(ci6.low) and math.isnan(ci6.high) and "undefined" in ci6.reason
-    assert "at least 2" in M.bootstrap_ci(np.mean, np.ones(1)).reason
+    assert "at least 2" in I.bootstrap_ci(np.mean, np.ones(1)).reason
 
 
 def test_dice_ci_contains_point_estimate():
@@ -190,10 +191,10 @@ def test_dice_ci_contains_point_estimate():
     true = (rng.random((12, 16, 16)) < 0.1).astype(int)
     pred = np.where(rng.random(true.shape) < 0.8, true, 1 - true)
     point = M.dice_pooled(M.group_mask(pred, "red"), M.group_mask(true, "red"))
-    low, high = M.dice_ci(pred, true, "red", n_resamples=300)
+    low, high = I.dice_ci(pred, true, "red", n_resamples=300)
     assert low <= point <= high
     per = np.nanmean(M.dice_per_image(M.group_mask(pred, "red"), M.group_mask(true, "red")))
-    ci = M.dice_ci(pred, true, "red", kind="per_image", n_resamples=300)
+    ci = I.dice_ci(pred, true, "red", kind="per_image", n_resamples=300)
     assert ci.low <= per <= ci.high
 
 
@@ -255,11 +256,11 @@ def test_delong_matches_a_hand_computed_case():
     # var = var(1, 1, .75)/3 + var(2/3, 1, 1, 1)/4 = 0.0208333/3 + 0.0277778/4 = 0.0138889
     positive = np.array([1, 1, 1, 0, 0, 0, 0], bool)
     scores = np.array([0.9, 0.8, 0.4, 0.7, 0.3, 0.2, 0.1])
-    aucs, cov = M.delong_covariance(positive, scores)
+    aucs, cov = I.delong_covariance(positive, scores)
     assert aucs[0] == pytest.approx(11 / 12) and cov[0, 0] == pytest.approx(0.0138889, rel=1e-5)
     y = np.where(positive, 1, 0)
     prob = np.stack([1 - scores, scores], axis=1)
-    est = M.auc_delong(y, prob, grade=1)
+    est = I.auc_delong(y, prob, grade=1)
     half = 1.959964 * math.sqrt(0.0138889)
     assert est.low == pytest.approx(11 / 12 - half, rel=1e-4) and est.high == 1.0   # clipped
     assert (est.n_positive, est.n_negative, est.n_runs, est.method) == (3, 4, 1, "DeLong")
@@ -270,38 +271,38 @@ def test_delong_auc_equals_sklearn_with_ties_and_agrees_with_the_bootstrap():
     y = rng.integers(0, 5, 300)
     prob = np.round(rng.random((300, 5)) + 0.4 * np.eye(5)[y], 1)        # many ties
     for g in range(5):
-        est = M.auc_delong(y, prob, g)
+        est = I.auc_delong(y, prob, g)
         assert est.auc == pytest.approx(roc_auc_score(y == g, prob[:, g]))
-        boot = M.auc_ci(y, prob, g, n_resamples=1000)
+        boot = I.auc_ci(y, prob, g, n_resamples=1000)
         assert abs((est.high - est.low) / (boot.high - boot.low) - 1) < 0.25
 
 
 def test_delong_mean_over_runs():
     y, prob = _grading_toy(n=120)
-    one = M.auc_delong(y, prob, 2)
-    same = M.auc_delong(y, [prob, prob, prob], 2)          # identical runs: the same interval
+    one = I.auc_delong(y, prob, 2)
+    same = I.auc_delong(y, [prob, prob, prob], 2)          # identical runs: the same interval
     assert (same.auc, same.low, same.high, same.n_runs) == pytest.approx((one.auc, one.low, one.high, 3))
     rng = np.random.default_rng(0)
     other = np.clip(prob + rng.normal(0, 0.3, prob.shape), 0, None)
-    mean = M.auc_delong(y, [prob, other], 2)
+    mean = I.auc_delong(y, [prob, other], 2)
     assert mean.auc == pytest.approx((M.roc_auc_grade(y, prob, 2) + M.roc_auc_grade(y, other, 2)) / 2)
 
 
 def test_delong_says_why_there_is_no_interval():
     y = np.array([0, 0, 0, 1, 1, 2])
     prob = np.eye(5)[y] * 0.5 + 0.1
-    one_positive = M.auc_delong(y, prob, 2)
+    one_positive = I.auc_delong(y, prob, 2)
     assert one_positive.auc == 1.0 and math.isnan(one_positive.low)
     assert "1 positive" in one_positive.reason and "at least 2" in one_positive.reason
-    absent = M.auc_delong(y, prob, 4)
+    absent = I.auc_delong(y, prob, 4)
     assert math.isnan(absent.auc) and absent.reason == "no positive image" and absent.n_positive == 0
     with pytest.raises(ValueError, match="runs differ"):
-        M.auc_delong(y, [prob, prob[:, :4]], 1)
+        I.auc_delong(y, [prob, prob[:, :4]], 1)
 
 
 def test_stratified_indexes_keep_every_class_count():
     y = np.array([0] * 50 + [1] * 3 + [4] * 7)
-    idx = M.stratified_indexes(y, 200, seed=0)
+    idx = I.stratified_indexes(y, 200, seed=0)
     assert idx.shape == (200, 60)
     assert (y[idx] == y[idx[0]]).all()                     # column j: the same class everywhere
     assert sorted(y[idx[0]].tolist()) == sorted(y.tolist())
@@ -309,16 +310,16 @@ def test_stratified_indexes_keep_every_class_count():
 
 def test_mean_auc_interval():
     y, prob = _grading_toy(n=150)
-    est = M.mean_auc_interval(y, prob, n_resamples=500)
+    est = I.mean_auc_interval(y, prob, n_resamples=500)
     assert est.auc == pytest.approx(M.mean_roc_auc(y, prob))
     assert est.low < est.auc < est.high and est.grade is None and est.method == "stratified bootstrap"
     # a grade with 2 positives keeps them in every resample: still an interval
     y2 = y.copy()
     y2[y2 == 4] = 3
     y2[:2] = 4
-    rare = M.mean_auc_interval(y2, prob, n_resamples=300)
+    rare = I.mean_auc_interval(y2, prob, n_resamples=300)
     assert np.isfinite([rare.low, rare.high]).all() and rare.n_positive == 2
-    runs = M.mean_auc_interval(y, [prob, prob], n_resamples=500)
+    runs = I.mean_auc_interval(y, [prob, prob], n_resamples=500)
     assert (runs.low, runs.high) == pytest.approx((est.low, est.high))
-    every = M.auc_intervals(y, prob, n_resamples=200)
+    every = I.auc_intervals(y, prob, n_resamples=200)
     assert [e.grade for e in every] == [0, 1, 2, 3, 4, None]

@@ -192,7 +192,8 @@ def test_grading_table_carries_intervals_positives_kappa_and_flags():
 
 
 def test_grading_summary_and_table1_intervals():
-    from mtunet.study.tables3_4_grading import grading_summary, mean_auc_intervals, runs_of
+    from mtunet.study.grading_intervals import mean_auc_intervals
+    from mtunet.study.tables3_4_grading import grading_summary, runs_of
 
     evaluations = _evaluations({"mtunet": 2.0, "resnext101": None})
     summary = grading_summary(evaluations, "table3_test").set_index("network")

@@ -79,19 +79,6 @@ def test_details_put_area_ratio_and_per_image_dice_beside_each_group():
     assert np.isnan(table.loc["red", "dice_per_image"])
 
 
-def test_a_model_revision_retires_cached_runs_and_revision_one_keeps_old_keys(monkeypatch):
-    """Cached runs are found by key; a changed network must not reuse runs of the older code."""
-    import dataclasses
-
-    from mtunet.models import registry
-    from mtunet.study.runs import RunSpec
-
-    spec = RunSpec("unet", seed=0)
-    assert spec.run_id([]) == "unet-seed0-6a93af0bf8"      # the key runs made before revisions had
-    monkeypatch.setitem(registry.MODELS, "unet", dataclasses.replace(registry.MODELS["unet"], revision=2))
-    assert spec.run_id([]) != "unet-seed0-6a93af0bf8"
-
-
 def test_encoder_init_reads_the_run_and_names_both_steps_of_a_two_step_run(tmp_path):
     import json
 

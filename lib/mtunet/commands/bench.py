@@ -345,64 +345,21 @@ def run_benchmark(size: int = 256, batch: int = 2, steps: int = 6, warmup: int =
     res["blas"] = blas_info()
     res["matmul_n"] = matmul_n
     res["matmul_flops_per_s"] = matmul_flops_per_s(matmul_n, 3)
-
-    import keras
-
     threads_desc = _configure_threads(threads, inter_threads)
-    from mtunet.models.registry import MODELS, build_model
-    from mtunet.train import TrainConfig, compile_model, set_precision, set_seeds
+    from mtunet.train import TrainConfig
 
-    if model_name not in MODELS:
-        raise UserError(f"unknown model {model_name!r}; choose one of {', '.join(MODELS)}")
-    tasks = tuple(MODELS[model_name].tasks)
-    n_classes = 5
-    backend = keras.backend.backend()
-    versions = {"keras": keras.__version__}
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        versions["tensorflow"] = tf.__version__
-    elif backend == "jax":
-        import jax
-
-        versions["jax"] = jax.__version__
+    backend, versions = _backend_versions()
     res.update(backend=backend, versions=versions, threads=threads_desc, env=_env_summary())
-
     config = TrainConfig(epochs=1, jit_compile=jit, deterministic=deterministic,
                          mixed_precision=mixed_precision, seed=seed, verbose=0)
-    set_seeds(seed, deterministic)
-    policy = set_precision(mixed_precision)
-    t0 = time.perf_counter()
-    try:
-        model = build_model(model_name, (size, size, 3), n_seg_classes=n_classes)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    finally:
-        if mixed_precision:
-            set_precision(False)
-    compile_model(model, config)
-    res["build_s"] = time.perf_counter() - t0
-    res["dtype_policy"] = policy
-    res["jit_compile"] = bool(getattr(model, "jit_compile", jit))
-    res["xla"] = "yes (JAX always compiles with XLA)" if backend == "jax" else (
-        "yes (jit_compile=True)" if res["jit_compile"] else "no")
-    if jit and not res["jit_compile"] and backend == "tensorflow" and deterministic:
-        res["xla"] += (" -- Keras turns XLA off while TensorFlow op determinism is on "
-                       "(train.fit's default); add --no-determinism")
-    res["n_params"] = int(model.count_params())
-    flops = analytic_flops(model)
-    res["flops_forward_per_image"] = flops
-    res["flops_train_per_image"] = 3 * flops
-    res["flops_by_layer_type"] = flops_by_type(model)
-
-    n_total = (warmup + steps) * batch
-    x, y, sw = _synthetic_arrays(n_total, size, n_classes, tasks, seed)
+    model, tasks = _built_model(model_name, size, config, jit, res)
+    n_classes, flops, imgs = 5, res["flops_forward_per_image"], steps * batch
+    x, y, sw = _synthetic_arrays((warmup + steps) * batch, size, n_classes, tasks, seed)
 
     # 2. training on in-memory arrays
     d_arrays = _fit_timed(model, x, warmup, steps, y=y, sample_weight=sw, batch_size=batch,
                           shuffle=False)
     t_arrays = float(sum(d_arrays))
-    imgs = steps * batch
     res["train_arrays_step_s"] = [round(float(d), 4) for d in d_arrays]
     res["train_arrays_s"] = t_arrays
     res["train_images_per_s"] = imgs / t_arrays
@@ -410,37 +367,10 @@ def run_benchmark(size: int = 256, batch: int = 2, steps: int = 6, warmup: int =
 
     # 3. training fed by FundusSequence + augmentation
     if pipeline:
-        with tempfile.TemporaryDirectory(prefix="mtunet-bench-") as tmp:
-            seq, prep_s = _synthetic_sequence(Path(tmp), n_total, size, batch, n_classes, tasks, seed)
-            # A fresh train function: TensorFlow's tf.function(reduce_retracing=True) would
-            # otherwise generalise the arrays' and the PyDataset's input specs into one of unknown
-            # rank, which Keras's loss code cannot handle. The warm-up step absorbs the retrace.
-            compile_model(model, config)
-            d_pipe = _fit_timed(model, seq, warmup, steps)
-        # the arrays again, so a clock that drifted between runs is seen, not read as overhead
-        compile_model(model, config)
-        d_after = _fit_timed(model, x, warmup, steps, y=y, sample_weight=sw, batch_size=batch,
-                             shuffle=False)
-        t_after = float(sum(d_after))
-        t_pipe = float(sum(d_pipe))
-        res["train_pipeline_step_s"] = [round(float(d), 4) for d in d_pipe]
-        res["train_arrays_after_step_s"] = [round(float(d), 4) for d in d_after]
-        res["train_arrays_after_s"] = t_after
-        res["arrays_drift"] = t_after / t_arrays - 1.0
-        res["pipeline_overhead_median_step"] = float(
-            np.median(d_pipe) / np.median(list(d_arrays) + list(d_after)) - 1)
-        res["prepare_s_per_image"] = prep_s
-        res["train_pipeline_s"] = t_pipe
-        res["train_pipeline_images_per_s"] = imgs / t_pipe
-        res["pipeline_overhead"] = t_pipe / ((t_arrays + t_after) / 2) - 1.0
-
+        res.update(_time_pipeline(model, config, (x, y, sw), d_arrays, size, batch, warmup, steps,
+                                  n_classes, tasks, seed))
     # 4. inference
-    for i in range(warmup):
-        model.predict_on_batch(x[i * batch:(i + 1) * batch])
-    t0 = time.perf_counter()
-    for i in range(warmup, warmup + steps):
-        model.predict_on_batch(x[i * batch:(i + 1) * batch])
-    t_inf = time.perf_counter() - t0
+    t_inf = _time_inference(model, x, batch, warmup, steps)
     res["infer_s"] = t_inf
     res["infer_images_per_s"] = imgs / t_inf
     res["infer_flops_per_s"] = flops * imgs / t_inf
@@ -451,6 +381,99 @@ def run_benchmark(size: int = 256, batch: int = 2, steps: int = 6, warmup: int =
     res["wall_s"] = time.perf_counter() - t_start
     _report(res, out)
     return res
+
+
+def _backend_versions() -> tuple[str, dict[str, str]]:
+    """The Keras backend and the versions of Keras and of that backend."""
+    import keras
+
+    backend = keras.backend.backend()
+    versions = {"keras": keras.__version__}
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        versions["tensorflow"] = tf.__version__
+    elif backend == "jax":
+        import jax
+
+        versions["jax"] = jax.__version__
+    return backend, versions
+
+
+def _built_model(model_name: str, size: int, config, jit: bool, res: dict):
+    """The compiled model at `size` and its tasks; adds its build time, dtype policy, XLA state,
+    parameter count and analytic FLOPs to `res`."""
+    from mtunet.models.registry import MODELS, build_model
+    from mtunet.train import compile_model, set_precision, set_seeds
+
+    if model_name not in MODELS:
+        raise UserError(f"unknown model {model_name!r}; choose one of {', '.join(MODELS)}")
+    set_seeds(config.seed, config.deterministic)
+    policy = set_precision(config.mixed_precision)
+    t0 = time.perf_counter()
+    try:
+        model = build_model(model_name, (size, size, 3), n_seg_classes=5)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        if config.mixed_precision:
+            set_precision(False)
+    compile_model(model, config)
+    res["build_s"] = time.perf_counter() - t0
+    res["dtype_policy"] = policy
+    res["jit_compile"] = bool(getattr(model, "jit_compile", jit))
+    res["xla"] = "yes (JAX always compiles with XLA)" if res["backend"] == "jax" else (
+        "yes (jit_compile=True)" if res["jit_compile"] else "no")
+    if jit and not res["jit_compile"] and res["backend"] == "tensorflow" and config.deterministic:
+        res["xla"] += (" -- Keras turns XLA off while TensorFlow op determinism is on "
+                       "(train.fit's default); add --no-determinism")
+    res["n_params"] = int(model.count_params())
+    flops = analytic_flops(model)
+    res["flops_forward_per_image"] = flops
+    res["flops_train_per_image"] = 3 * flops
+    res["flops_by_layer_type"] = flops_by_type(model)
+    return model, tuple(MODELS[model_name].tasks)
+
+
+def _time_pipeline(model, config, arrays, d_arrays, size, batch, warmup, steps, n_classes,
+                   tasks, seed) -> dict:
+    """Training fed by FundusSequence + augmentation, then the arrays again (so a clock that
+    drifted between runs is seen, not read as pipeline overhead)."""
+    from mtunet.train import compile_model
+
+    x, y, sw = arrays
+    with tempfile.TemporaryDirectory(prefix="mtunet-bench-") as tmp:
+        seq, prep_s = _synthetic_sequence(Path(tmp), (warmup + steps) * batch, size, batch,
+                                          n_classes, tasks, seed)
+        # A fresh train function: TensorFlow's tf.function(reduce_retracing=True) would
+        # otherwise generalise the arrays' and the PyDataset's input specs into one of unknown
+        # rank, which Keras's loss code cannot handle. The warm-up step absorbs the retrace.
+        compile_model(model, config)
+        d_pipe = _fit_timed(model, seq, warmup, steps)
+    compile_model(model, config)
+    d_after = _fit_timed(model, x, warmup, steps, y=y, sample_weight=sw, batch_size=batch,
+                         shuffle=False)
+    t_arrays, t_after, t_pipe = float(sum(d_arrays)), float(sum(d_after)), float(sum(d_pipe))
+    return {"train_pipeline_step_s": [round(float(d), 4) for d in d_pipe],
+            "train_arrays_after_step_s": [round(float(d), 4) for d in d_after],
+            "train_arrays_after_s": t_after,
+            "arrays_drift": t_after / t_arrays - 1.0,
+            "pipeline_overhead_median_step": float(
+                np.median(d_pipe) / np.median(list(d_arrays) + list(d_after)) - 1),
+            "prepare_s_per_image": prep_s,
+            "train_pipeline_s": t_pipe,
+            "train_pipeline_images_per_s": steps * batch / t_pipe,
+            "pipeline_overhead": t_pipe / ((t_arrays + t_after) / 2) - 1.0}
+
+
+def _time_inference(model, x, batch, warmup, steps) -> float:
+    """Seconds for `steps` prediction batches after `warmup` untimed ones."""
+    for i in range(warmup):
+        model.predict_on_batch(x[i * batch:(i + 1) * batch])
+    t0 = time.perf_counter()
+    for i in range(warmup, warmup + steps):
+        model.predict_on_batch(x[i * batch:(i + 1) * batch])
+    return time.perf_counter() - t0
 
 
 def _g(v: float) -> str:

@@ -94,3 +94,15 @@ def match_images(rows: Iterable[tuple[str, int]], images: dict[str, Path], sourc
     unlabelled = [p for stem, p in images.items() if stem not in labelled]
     return GradedSet(records=records, n_missing=len(missing), n_labels=len(labelled),
                      missing_examples=missing[:5], unlabelled=unlabelled, label_file=label_file)
+
+
+def data_fingerprint(records: Iterable[Record]) -> str:
+    """Hash of the ids, grades, mask files and ignored lesions of the training records (not the
+    pixels; records without ignored lesions hash as before that field existed): what a training
+    run's key and a cached score's file name say of their data."""
+    import hashlib
+    import json
+
+    rows = sorted((r.image_id, r.grade, r.split, tuple(sorted((k, Path(v).name) for k, v in r.masks.items())))
+                  + ((tuple(r.ignored),) if r.ignored else ()) for r in records)
+    return hashlib.sha1(json.dumps(rows, default=str).encode()).hexdigest()[:12]

@@ -181,9 +181,14 @@ def write_synthetic(out_dir, n_seg: int = 24, n_grading: int = 40, n_kaggle: int
     (out / "SYNTHETIC.md").write_text(
         f"Synthetic fundus data written by mtunet.data.synthetic.write_synthetic(n_seg={n_seg}, "
         f"n_grading={n_grading}, n_kaggle={n_kaggle}, size={size}, seed={seed}). Not real images.\n")
-    root = out / "IDRiD"
+    _write_idrid_segmentation(out / "IDRiD", n_seg, size, seed)
+    _write_idrid_grading(out / "IDRiD", n_grading, size, seed)
+    _write_kaggle(out / "kaggle-eyepacs-subset", n_kaggle, size, seed)
+    return out
 
-    # A. Segmentation
+
+def _write_idrid_segmentation(root: Path, n_seg: int, size: int, seed: int) -> None:
+    """IDRiD's A. Segmentation: images and the lesion masks they have (IDRiD omits empty ones)."""
     seg = root / idrid.SEGMENTATION
     n_train, _ = _split_counts(n_seg)
     digits = max(2, len(str(n_seg)))
@@ -199,7 +204,9 @@ def write_synthetic(out_dir, n_seg: int = 24, n_grading: int = 40, n_kaggle: int
                 write_palette_mask(seg / idrid.SEG_GROUNDTRUTHS / idrid.SPLIT_FOLDERS[split] / folder
                                    / f"{image_id}_{code}.tif", masks[code])
 
-    # B. Disease Grading
+
+def _write_idrid_grading(root: Path, n_grading: int, size: int, seed: int) -> None:
+    """IDRiD's B. Disease Grading: images and the two label CSVs (train, test)."""
     grading = root / idrid.GRADING
     n_train, n_test = _split_counts(n_grading)
     grades = _cycled_grades(np.random.default_rng([seed, 2]), n_grading)
@@ -219,8 +226,9 @@ def write_synthetic(out_dir, n_seg: int = 24, n_grading: int = 40, n_kaggle: int
             writer.writerow(idrid.GRADING_COLUMNS)
             writer.writerows(rows)
 
-    # Kaggle / EyePACS subset
-    kaggle = out / "kaggle-eyepacs-subset"
+
+def _write_kaggle(kaggle: Path, n_kaggle: int, size: int, seed: int) -> None:
+    """A Kaggle/EyePACS-style subset: left/right pairs, and labelled patients without images."""
     (kaggle / "train").mkdir(parents=True, exist_ok=True)
     k_rng = np.random.default_rng([seed, 4])
     n_patients = (n_kaggle + 1) // 2
@@ -249,4 +257,3 @@ def write_synthetic(out_dir, n_seg: int = 24, n_grading: int = 40, n_kaggle: int
         writer = csv.writer(f)
         writer.writerow(("image", "level"))
         writer.writerows((f"{pid}_{eye}", g) for pid, eye, g in labels)
-    return out

@@ -24,9 +24,6 @@ class ModelSpec:
     variant: str = ""                   # Table 1's letter (A, B, C)
     encoder: str = ""                   # Fig. 6's encoder name
     stands_in_for: str = ""             # the paper's model this one replaces (a smaller stand-in)
-    revision: int = 1                   # bump when the built network or its training changes:
-                                        # a run's key then changes, so cached runs of the older
-                                        # code are retrained instead of silently reused
 
     @property
     def paper_model(self) -> str:
@@ -71,18 +68,18 @@ SEG, GRADE, BOTH = ("seg",), ("grade",), ("seg", "grade")
 
 MODELS: dict[str, ModelSpec] = {
     "mtunet": ModelSpec(_mtunet("vgg16"), BOTH, "MTUnet", variant="C",
-                        encoder="VGG16", table="Tables 1-4 (Table 1: Variant C)", revision=2),
+                        encoder="VGG16", table="Tables 1-4 (Table 1: Variant C)"),
     "variant_a": ModelSpec(_variant_a, BOTH, "Variant A", variant="A",
                            multiple=16, min_input=16, table="Table 1"),
     "variant_b": ModelSpec(_variant_b, BOTH, "Variant B", variant="B",
                            table="Table 1"),
     "mtunet_resnet50": ModelSpec(_mtunet("resnet50"), BOTH, "MTUnet (ResNet50)",
-                                 encoder="ResNet50", table="Fig. 6", revision=2),
+                                 encoder="ResNet50", table="Fig. 6"),
     "mtunet_inception_v3": ModelSpec(_mtunet("inception_v3"), BOTH,
                                      "MTUnet (InceptionV3)", encoder="InceptionV3", min_input=75,
-                                     multiple=1, table="Fig. 6", revision=2),
+                                     multiple=1, table="Fig. 6"),
     "mtunet_densenet121": ModelSpec(_mtunet("densenet121"), BOTH,
-                                    "MTUnet (DenseNet121)", encoder="DenseNet121", table="Fig. 6", revision=2),
+                                    "MTUnet (DenseNet121)", encoder="DenseNet121", table="Fig. 6"),
     "unet": ModelSpec(_segmenter("build_unet"), SEG, "UNet", table="Table 2"),
     "linknet": ModelSpec(_segmenter("build_linknet"), SEG, "LinkNet", table="Table 2"),
     "fpn": ModelSpec(_segmenter("build_fpn"), SEG, "Feature Pyramid", table="Table 2"),

@@ -366,9 +366,27 @@ def training_cost(results: Path) -> str:
             f"({', '.join(sorted(set(runs['dtype_policy'].astype(str))))}; by the notebook that "
             f"first trains them: {', '.join(f'{n} {duration_text(m)}' for n, m in by_notebook.items())}); ")
     if not len(resumed):
-        return text + "none was interrupted."
-    return text + (f"{len(resumed)} were interrupted and resumed from a checkpoint, "
-                   f"{exact} of them known to be bit for bit equal to an uninterrupted run.")
+        text += "none was interrupted."
+    else:
+        text += (f"{len(resumed)} were interrupted and resumed from a checkpoint, "
+                 f"{exact} of them known to be bit for bit equal to an uninterrupted run.")
+    return f"{text} {training_code_text(runs)}"
+
+
+def training_code_text(runs) -> str:
+    """Whether every run was trained by the training code of the commit that made the results
+    (a cached run of other training code would make the tables something today's code does not)."""
+    if "same_training_code" not in runs.columns:
+        return ("Which code trained each run is not recorded (these runs predate the training-code "
+                "fingerprint).")
+    same = runs["same_training_code"].astype(str).str.lower().isin(["true", "1"])
+    commits = sorted({c for value in runs["trained_by"].fillna("").astype(str)
+                      for c in value.split("; ") if c})
+    by = f" (trained by commit{'s' if len(commits) > 1 else ''} {', '.join(f'`{c}`' for c in commits)})" if commits else ""
+    if same.all():
+        return f"Every run was trained by the training code of the commit that made these results{by}."
+    return (f"{int((~same).sum())} of them were trained by other training code than the commit "
+            f"that made these results: {', '.join(runs.loc[~same, 'run_id'].astype(str))}{by}.")
 
 
 NOTEBOOKS: dict[str, Callable[[Path], list[str]]] = {

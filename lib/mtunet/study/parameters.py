@@ -2,12 +2,10 @@
 
 A notebook's ``parameters`` cell repeats the defaults of the names it uses (papermill needs a
 literal cell; a test keeps the cells equal to :data:`DEFAULTS`); profiles override them; commands
-build their options from them. :func:`notebook_setup` is the one set-up call of notebooks 02-07.
+build their options from them. ``mtunet.study.notebook.notebook_setup`` is the one set-up call of notebooks 02-07.
 """
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
 from typing import Any, Mapping
 
 DEFAULTS: dict[str, Any] = {
@@ -79,41 +77,3 @@ DEFAULTS: dict[str, Any] = {
 def with_defaults(values: Mapping[str, Any]) -> dict[str, Any]:
     """DEFAULTS overridden by the known names in `values` (a notebook's namespace, a profile)."""
     return {name: values.get(name, default) for name, default in DEFAULTS.items()}
-
-
-@dataclasses.dataclass
-class NotebookSetup:
-    """What a notebook of steps 02-07 works with."""
-
-    parameters: dict[str, Any]
-    ctx: Any                          # mtunet.study.runs.Context
-    splits: Any                       # mtunet.study.roles.StudySplits
-    data_dir: Path
-    results: Path
-    figures: Path
-
-
-def output_folders(parameters: Mapping[str, Any]) -> tuple[Path, Path]:
-    """results/<profile> and figures/<profile> (created), from the parameters."""
-    from mtunet.config import resolve_path
-
-    results, figures = resolve_path(parameters["results_dir"]), resolve_path(parameters["figures_dir"])
-    results.mkdir(parents=True, exist_ok=True)
-    figures.mkdir(parents=True, exist_ok=True)
-    return results, figures
-
-
-def notebook_setup(namespace: Mapping[str, Any]) -> NotebookSetup:
-    """The context, the roles notebook 01 wrote and the output folders, from the parameters
-    found in `namespace` (a notebook passes ``globals()``)."""
-    import pandas as pd
-
-    from mtunet.study.roles import load_splits
-    from mtunet.study.runs import Context
-
-    parameters = with_defaults(namespace)
-    results, figures = output_folders(parameters)
-    pd.set_option("display.precision", 2)
-    splits, data_dir = load_splits(results)
-    return NotebookSetup(parameters, Context.from_parameters(parameters), splits, data_dir,
-                         results, figures)

@@ -3,24 +3,27 @@
 Each table step describes *which* runs it needs; this module trains each one (or finds it already
 trained under `runs/<profile>/...`) and scores it, so an interrupted batch continues where it
 stopped and a finished run is never trained twice. A run's id is derived from every field of its
-spec and the fingerprint of its training data, so changing a parameter trains a new run instead
-of silently reusing an old one. :class:`Context` is what every step of one profile shares.
+spec, the fingerprint of its training data and the fingerprint of the code that trains it
+(``mtunet.code_fingerprint``; the training itself is ``mtunet.study.run_training``), so changing a
+parameter, the data or the training code trains a new run instead of silently reusing an old one;
+cached scores carry the scoring code's fingerprint the same way. :class:`Context` is what every
+step of one profile shares.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from mtunet.config import n_seg_classes, resolve_path, runs_dir
-from mtunet.data.records import Record
+from mtunet.data.records import Record, data_fingerprint
 from mtunet.errors import UserError
 from mtunet.files import write_atomic
 from mtunet.study.parameters import DEFAULTS
+from mtunet.study.run_training import build_untrained, model_tasks, train_run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,17 +65,15 @@ class RunSpec:
         return self.patch_size is not None
 
     def key(self, records: Sequence[Record]) -> str:
-        """Hash of what the run trains (every field but the tag) and of its training data: two
-        steps that ask for the same training (the seed segmenter and Table 2's UNet, Table 1's
-        MTUnet and the alpha = 1 ablation) share one run. A model's ``revision`` above 1 enters
-        the hash (revision 1 keeps the keys of runs made before revisions existed)."""
-        from mtunet.models.registry import MODELS
+        """Hash of what the run trains: every field but the tag, its training data, and the code
+        that trains it (``code_fingerprint.training_code``). Two steps that ask for the same
+        training (the seed segmenter and Table 2's UNet, Table 1's MTUnet and the alpha = 1
+        ablation) share one run; a run that today's code would train differently is never found
+        under today's key, so it is trained again instead of being reused."""
+        from mtunet.code_fingerprint import training_code
 
         fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "tag"}
-        revision = MODELS[self.model].revision if self.model in MODELS else 1
-        if revision > 1:
-            fields["model_revision"] = revision
-        payload = json.dumps([fields, data_fingerprint(records)], sort_keys=True)
+        payload = json.dumps([fields, data_fingerprint(records), training_code()], sort_keys=True)
         return hashlib.sha1(payload.encode()).hexdigest()[:10]
 
     def run_id(self, records: Sequence[Record]) -> str:
@@ -84,20 +85,6 @@ class RunSpec:
 RUN_PARAMETERS = ("image_size", "work_size", "patch_size", "lesion_share", "lr_schedule", "epochs",
                   "batch_size", "learning_rate", "seg_loss", "encoder_weights", "augment",
                   "steps_per_epoch", "jit_compile", "run_eagerly", "mixed_precision")
-
-
-def data_fingerprint(records: Sequence[Record]) -> str:
-    """Hash of the ids, grades, mask files and ignored lesions of the training records (not the
-    pixels; records without ignored lesions hash as before that field existed)."""
-    rows = sorted((r.image_id, r.grade, r.split, tuple(sorted((k, Path(v).name) for k, v in r.masks.items())))
-                  + ((tuple(r.ignored),) if r.ignored else ()) for r in records)
-    return hashlib.sha1(json.dumps(rows, default=str).encode()).hexdigest()[:12]
-
-
-def model_tasks(model_name: str) -> tuple[str, ...]:
-    from mtunet.models.registry import MODELS
-
-    return tuple(MODELS[model_name].tasks)
 
 
 def history_by_task(frame, tasks: Sequence[str]):
@@ -126,63 +113,6 @@ def input_size_for(model: str, size: int) -> int:
     return -(-size // spec.multiple) * spec.multiple
 
 
-def training_sequence(records, spec: RunSpec, outputs, shuffle=True, augment=None):
-    """The Keras input pipeline of a run, seeded by the run's seed.
-
-    Whole images (``patch_size`` None, the paper's protocol): every image at ``image_size`` with
-    the paper's augmentation. Lesion crops (``patch_size`` set): a segmenter trains on
-    ``steps_per_epoch`` batches of lesion-centred crops cut from ``work_size`` images; a multi-task
-    model interleaves those (its grade loss off) with whole-image batches at the same input size
-    (its segmentation loss off: at that size the masks are too coarse); a grader (or variant B's
-    second step) trains on whole images as ever. Batches without segmentation draw only the
-    graded records (a training set may hold lesion-annotated images without a grade).
-    """
-    from mtunet.data.augment import Augmentation
-    from mtunet.data.pipeline import FundusSequence
-
-    use_aug = spec.augment if augment is None else augment
-    augmentation = Augmentation() if use_aug else None
-
-    def whole(outputs_, grade_only=False):
-        graded = [r for r in records if r.grade is not None]
-        chosen = graded if (grade_only or "seg" not in outputs_) and graded else list(records)
-        return FundusSequence(chosen, spec.image_size, batch_size=spec.batch_size,
-                              n_seg_classes=spec.n_seg_classes, outputs=outputs_,
-                              augmentation=augmentation, shuffle=shuffle, seed=spec.seed,
-                              include_od=spec.include_od, **data_workers())
-
-    if not spec.on_crops or "seg" not in outputs:
-        return whole(outputs)
-    from mtunet.data.crops import LesionCropSequence
-
-    crops = LesionCropSequence([r for r in records if r.has_masks], spec.scoring_size,
-                               spec.patch_size, batch_size=spec.batch_size,
-                               steps_per_epoch=spec.steps_per_epoch or _default_steps(records, spec),
-                               lesion_share=spec.lesion_share, seed=spec.seed,
-                               augmentation=augmentation, include_od=spec.include_od,
-                               n_seg_classes=spec.n_seg_classes, outputs=outputs, **data_workers())
-    if "grade" not in outputs:
-        return crops
-    from mtunet.data.interleave import InterleavedSequence
-
-    if not any(r.grade is not None for r in records):
-        return crops
-    # one whole-image (grade) batch per GRADE_BATCH_SHARE crop (lesion) batches, at most
-    return InterleavedSequence([crops, whole(outputs, grade_only=True)], switch_off=[(), ("seg",)],
-                               limits=[None, max(1, len(crops) // GRADE_BATCH_SHARE)])
-
-
-# Multi-task runs on crops: whole-image grade batches per crop batch (1 in 4). The grade needs
-# far fewer steps than the lesions (Table 1's ROC is a few image-level outputs), and every
-# whole-image step costs as much as a crop step.
-GRADE_BATCH_SHARE = 4
-
-
-def _default_steps(records, spec: RunSpec) -> int:
-    """Crop batches per epoch when the profile names none: as many as whole-image batches."""
-    return max(1, -(-len(records) // spec.batch_size))
-
-
 def check_crop_settings(spec: RunSpec) -> None:
     """Crops and whole images share the model's input: patch_size must equal image_size."""
     if spec.on_crops and spec.patch_size != spec.image_size:
@@ -190,71 +120,6 @@ def check_crop_settings(spec: RunSpec) -> None:
                         "crops and whole-image batches go through the same network input")
     if spec.on_crops and spec.patch_size > spec.scoring_size:
         raise UserError(f"patch_size={spec.patch_size} is larger than work_size={spec.scoring_size}")
-
-
-def data_workers() -> dict[str, Any]:
-    """$MTUNET_DATA_WORKERS > 1 loads batches in that many threads (OpenCV releases the GIL), so
-    a GPU is not left waiting on JPEG decoding and augmentation. Batches are still built by index
-    from seeded per-epoch augmentation, so results do not depend on it; it is not part of a run's key."""
-    text = os.environ.get("MTUNET_DATA_WORKERS", "")
-    if not text:
-        return {}
-    try:
-        workers = int(text)
-    except ValueError:
-        raise UserError(f"MTUNET_DATA_WORKERS={text!r}: not an integer") from None
-    return {"workers": workers, "max_queue_size": 2 * workers} if workers > 1 else {}
-
-
-def train_config(spec: RunSpec, verbose):
-    from mtunet.train import TrainConfig
-
-    return TrainConfig(epochs=spec.epochs, learning_rate=spec.learning_rate, alpha=spec.alpha,
-                       seg_loss=spec.seg_loss, seed=spec.seed, lr_schedule=spec.lr_schedule,
-                       # an epoch is the whole sequence: all images, or steps_per_epoch crop batches
-                       steps_per_epoch=None,
-                       jit_compile=spec.jit_compile,
-                       run_eagerly=spec.run_eagerly,
-                       mixed_precision=spec.mixed_precision, verbose=verbose)
-
-
-def describe(spec: RunSpec, records, extra=None) -> dict[str, Any]:
-    """run.json's description of a run: enough to rebuild its model and know its data."""
-    info = {"model": spec.model, "spec": dataclasses.asdict(spec),
-            "input_shape": [spec.image_size, spec.image_size, 3],
-            "n_seg_classes": spec.n_seg_classes,
-            "n_train_records": len(records), "data_fingerprint": data_fingerprint(records)}
-    info.update(extra or {})
-    return info
-
-
-def build_untrained(spec: RunSpec, encoder_weights=None):
-    """The run's model, untrained (``--dry-run`` checks parameters and input sizes with it)."""
-    from mtunet.models.registry import build_model
-
-    return build_model(spec.model, (spec.image_size, spec.image_size, 3),
-                       n_seg_classes=spec.n_seg_classes, encoder_weights=encoder_weights)
-
-
-def train_run(spec: RunSpec, records: Sequence[Record], runs_root: Path | None = None,
-              verbose: int | str = "auto"):
-    """Train (or resume, or load) the run `spec` on `records`; returns the trained keras model.
-
-    Variant B is trained in the paper's two steps (``table1_variants.train_variant_b``).
-    """
-    from mtunet.train import fit
-
-    root = Path(runs_root or runs_dir())
-    run_id = spec.run_id(records)
-    config = train_config(spec, verbose)
-    if spec.model == "variant_b":
-        from mtunet.study.table1_variants import train_variant_b
-
-        return train_variant_b(spec, records, run_id, root, config)
-    result = fit(lambda: build_untrained(spec, spec.encoder_weights),
-                 training_sequence(records, spec, model_tasks(spec.model)), config, run_id,
-                 runs_root=root, describe=describe(spec, records))
-    return result.model
 
 
 def cached_eval(kind: str, model_loader, spec: RunSpec, train_records, test_name: str,
@@ -269,8 +134,12 @@ def cached_eval(kind: str, model_loader, spec: RunSpec, train_records, test_name
     from mtunet.evaluate import (FullResSegmentationEval, GradingEval, evaluate_grading,
                                  model_at_size, score_segmentation, seg_predictor)
 
+    from mtunet.code_fingerprint import scoring_code
+
     root = Path(runs_root or runs_dir())
-    path = root / spec.run_id(train_records) / f"eval-{kind}-{test_name}-{data_fingerprint(test_records)}.npz"
+    # the scoring code's fingerprint is in the name: a score made by other scoring code is not read
+    name = f"eval-{kind}-{test_name}-{data_fingerprint(test_records)}-{scoring_code()}.npz"
+    path = root / spec.run_id(train_records) / name
     cls = FullResSegmentationEval if kind == "seg" else GradingEval
     if path.exists():
         try:
@@ -286,6 +155,29 @@ def cached_eval(kind: str, model_loader, spec: RunSpec, train_records, test_name
         result = evaluate_grading(model, test_records, spec.image_size)
     write_atomic(path, result.save)        # a kill while saving never leaves half a file
     return result
+
+
+def grade_only(model):
+    """The part of a multi-task model that computes the grade (MTUnet without its decoder): the
+    same grades at about a quarter of MTUnet's prediction time at 128 px (0.14 vs 0.58 s per image,
+    measured on 2 loaded cores). A grade-only model is returned as it is."""
+    import keras
+
+    outputs = model.output
+    if isinstance(outputs, dict) and "grade" in outputs and len(outputs) > 1:
+        return keras.Model(model.input, {"grade": outputs["grade"]}, name=f"{model.name}_grade")
+    return model
+
+
+def grade_loader(load):
+    """A loader (see ``Context.loader``) returning :func:`grade_only` of its model, built once."""
+    memo: list = []
+
+    def loaded():
+        if not memo:
+            memo.append(grade_only(load()))
+        return memo[0]
+    return loaded
 
 
 @dataclasses.dataclass
@@ -348,7 +240,7 @@ class Context:
         if not cached and self.before_training is not None:
             self.before_training(spec)
         started = time.time()
-        model = train_run(spec, records, runs_root=self.runs_dir, verbose=2)
+        model = train_run(spec, records, run_id, self.runs_dir, verbose=2)
         self.trained.append((spec, list(records), time.time() - started, cached))
         self._last.clear()
         self._last[run_id] = model
@@ -401,13 +293,16 @@ def run_steps(folder: Path) -> list[Path]:
 
 TRAINING_RUNS = "training_runs"
 TRAINING_RUN_COLUMNS = ["notebook", "run_id", "model", "seed", "tag", "alpha", "seg_loss", "encoder_init",
-                        "dtype_policy", "epochs", "train_minutes", "resumed", "resume_exact"]
+                        "dtype_policy", "epochs", "train_minutes", "resumed", "resume_exact",
+                        "trained_by", "training_code", "same_training_code"]
 
 
 def run_inventory_row(spec: RunSpec, folder: Path) -> dict[str, Any] | None:
     """One training run as its files describe it; a two-step run (variant B) sums its steps.
     None for a run with no run.json (never trained, or a dry run)."""
     import pandas as pd
+
+    from mtunet.code_fingerprint import training_code
 
     steps = run_steps(folder)
     if not steps:
@@ -417,6 +312,9 @@ def run_inventory_row(spec: RunSpec, folder: Path) -> dict[str, Any] | None:
     seconds = sum(float(h["epoch_seconds"].sum()) for h in histories if "epoch_seconds" in h)
     exact = [i.get("resume_exact") for i in infos if i.get("resume_exact") is not None]
     tasks = model_tasks(spec.model)
+    codes = {str(i.get("training_code", "")) for i in infos}
+    commits = {str((i.get("trained_by") or {}).get("commit") or "")[:7]
+               + ("+changes" if (i.get("trained_by") or {}).get("dirty") else "") for i in infos}
     return {"run_id": folder.name, "model": spec.model, "seed": spec.seed, "tag": spec.tag,
             "alpha": spec.alpha if len(tasks) > 1 else "",       # only where they apply
             "seg_loss": spec.seg_loss if "seg" in tasks else "",
@@ -424,7 +322,10 @@ def run_inventory_row(spec: RunSpec, folder: Path) -> dict[str, Any] | None:
             "dtype_policy": infos[0].get("dtype_policy", ""),
             "epochs": int(sum(len(h) for h in histories)), "train_minutes": round(seconds / 60, 1),
             "resumed": any(bool(i.get("resumed")) for i in infos),
-            "resume_exact": all(exact) if exact else None}
+            "resume_exact": all(exact) if exact else None,
+            # which commit trained it, with which training code, and whether that is today's
+            "trained_by": "; ".join(sorted(commits)), "training_code": "; ".join(sorted(codes)),
+            "same_training_code": codes == {training_code()}}
 
 
 def write_training_runs(ctx: Context, results: Path, notebook: str):
@@ -456,5 +357,9 @@ def write_training_runs(ctx: Context, results: Path, notebook: str):
     write_table(table, results, TRAINING_RUNS, "Training runs used by each notebook",
                 note="train_minutes: the epochs' own time (no building, tracing or scoring); "
                      "resumed: continued from a checkpoint after an interruption; resume_exact: "
-                     "every restart is known to reproduce the uninterrupted run bit for bit.")
+                     "every restart is known to reproduce the uninterrupted run bit for bit; "
+                     "trained_by: the commit that trained it (+changes: with uncommitted changes); "
+                     "training_code: the fingerprint of the code that trained it "
+                     "(mtunet.code_fingerprint); same_training_code: it is the fingerprint of the "
+                     "code that wrote this table.")
     return mine

@@ -19,31 +19,10 @@ import pandas as pd
 from mtunet.data.records import Record
 from mtunet.models.registry import label
 from mtunet.study.roles import grading_test_set
-from mtunet.study.runs import Context, RunSpec, describe, training_sequence
+from mtunet.study.runs import Context, RunSpec, grade_loader
 
 TAG = "table1"
 COLUMNS = ["network", "seed", "metric", "value"]
-
-
-def train_variant_b(spec: RunSpec, records, run_id: str, root: Path, config):
-    """Step 1: segmenter on the masks. Step 2: grader on [image, predicted mask], segmenter frozen."""
-    import keras
-
-    from mtunet.models.mtunet import build_variant_b
-    from mtunet.train import fit, set_seeds
-
-    shape = (spec.image_size, spec.image_size, 3)
-    set_seeds(spec.seed)   # the two parts are built here, before fit seeds: same weights every time
-    parts = build_variant_b(shape, n_seg_classes=spec.n_seg_classes,
-                            encoder_weights=spec.encoder_weights)
-    fit(parts.segmenter, training_sequence(records, spec, ("seg",)), config,
-        f"{run_id}/step1-segmenter", runs_root=root, describe=describe(spec, records, {"step": 1}))
-    parts.segmenter.trainable = False
-    grade_only = keras.Model(parts.combined.input, {"grade": parts.combined.output["grade"]},
-                             name="variant_b_grader_step")
-    fit(grade_only, training_sequence(records, spec, ("grade",)), config,
-        f"{run_id}/step2-grader", runs_root=root, describe=describe(spec, records, {"step": 2}))
-    return parts.combined
 
 
 def variant_scores(ctx: Context, seeds: Sequence[int], train: Sequence[Record],
@@ -52,8 +31,6 @@ def variant_scores(ctx: Context, seeds: Sequence[int], train: Sequence[Record],
                    evaluations: dict | None = None, **spec_changes: Any) -> pd.DataFrame:
     """Per variant and seed: dice, roc, red/yellow Dice (%) and area ratios, long form.
     `evaluations` (optional) collects {network label: [GradingEval per seed]} for intervals."""
-    from mtunet.study.tables3_4_grading import grade_loader
-
     rows = []
     for model in variants:
         for seed in seeds:
@@ -85,7 +62,7 @@ def table1(ctx: Context, splits, train: Sequence[Record], seeds: Sequence[int],
     from mtunet import paper
     from mtunet.report.tables import compare_with_paper, write_table
 
-    from mtunet.study.tables3_4_grading import mean_auc_intervals
+    from mtunet.study.grading_intervals import mean_auc_intervals
 
     test_name, grade_test = grading_test_set(splits, grading_test_role)
     grading = {}

@@ -104,7 +104,7 @@ def pooled_dice_over_seeds(counts) -> float:
 def dice_intervals(evaluations: dict, label_table: str = "") -> pd.DataFrame:
     """95 % bootstrap intervals (over test images, all seeds together) of each network's pooled
     Dice averaged over its seeds: the resampled images are scored under every seed."""
-    from mtunet.metrics import bootstrap_ci
+    from mtunet.intervals import bootstrap_ci
 
     rows = []
     for model in dict.fromkeys(m for m, _ in evaluations):

@@ -4,7 +4,7 @@ ResNeXt-101 and InceptionResNetV2, on Table 3's test role (the paper's IDRiD-D) 
 
 The baselines train on the balanced graded training images; MTUnet's runs are Table 1's.
 
-Every AUC carries a 95 % interval (:func:`mtunet.metrics.auc_delong`: DeLong's, of the mean over
+Every AUC carries a 95 % interval (:func:`mtunet.intervals.auc_delong`: DeLong's, of the mean over
 runs, which accounts for the runs sharing their test images) and the number of positive images it
 rests on. Beside the AUCs: quadratic-weighted kappa and accuracy (with bootstrap intervals over
 images, in ``grading_summary``). A grader any of whose runs predicts one grade for every test image
@@ -24,14 +24,14 @@ from mtunet.data.records import Record
 from mtunet.models.registry import label
 from mtunet.study import grading_probe
 from mtunet.study.roles import grading_test_set
-from mtunet.study.runs import Context, RunSpec, input_size_for
+from mtunet.study.grading_intervals import CONFIDENCE, same_images
+from mtunet.study.runs import Context, RunSpec, grade_loader, input_size_for
 from mtunet.study.table1_variants import mtunet_spec
 
 TAG = "table3"
 COLUMNS = ["network", "seed", "grade", "value"]
 TABLE4_ROLE = "table4_test"
 REFERENCE_ROLE = "grade_test"        # the training population, scored for reference
-CONFIDENCE = 0.95
 
 
 def grading_rows(network: str, seed: int, evaluation) -> list[dict]:
@@ -56,29 +56,6 @@ def grading_spec(ctx: Context, model: str, seed: int, image_size: int | None = N
     if model == "mtunet":
         return mtunet_spec(ctx, seed)
     return grader_spec(ctx, model, seed, image_size=image_size, epochs=epochs)
-
-
-def grade_only(model):
-    """The part of a multi-task model that computes the grade (MTUnet without its decoder): the
-    same grades at about a quarter of MTUnet's prediction time at 128 px (0.14 vs 0.58 s per image,
-    measured on 2 loaded cores). A grade-only model is returned as it is."""
-    import keras
-
-    outputs = model.output
-    if isinstance(outputs, dict) and "grade" in outputs and len(outputs) > 1:
-        return keras.Model(model.input, {"grade": outputs["grade"]}, name=f"{model.name}_grade")
-    return model
-
-
-def grade_loader(load):
-    """A loader (see ``Context.loader``) returning :func:`grade_only` of its model, built once."""
-    memo: list = []
-
-    def loaded():
-        if not memo:
-            memo.append(grade_only(load()))
-        return memo[0]
-    return loaded
 
 
 def grading_runs(ctx: Context, models: Sequence[str], seeds: Sequence[int],
@@ -132,13 +109,6 @@ def runs_of(evaluations: Mapping, test_name: str) -> dict[str, list]:
     return out
 
 
-def _same_images(runs: Sequence) -> None:
-    first = list(runs[0].image_ids)
-    for ev in runs[1:]:
-        if list(ev.image_ids) != first:
-            raise ValueError("runs of one model were scored on different test images")
-
-
 def predicts_one_class(evaluation) -> bool:
     """True when the grader gives every test image the same grade (argmax)."""
     return len(np.unique(np.asarray(evaluation.prob).argmax(axis=1))) <= 1
@@ -147,11 +117,11 @@ def predicts_one_class(evaluation) -> bool:
 def auc_interval_rows(evaluations: Mapping, test_name: str) -> pd.DataFrame:
     """Per network and grade: the 95 % DeLong interval of the mean AUC over runs (percent), the
     positives and negatives it rests on, and why it is missing when it is."""
-    from mtunet.metrics import auc_delong
+    from mtunet.intervals import auc_delong
 
     rows = []
     for model, runs in runs_of(evaluations, test_name).items():
-        _same_images(runs)
+        same_images(runs)
         probs = [ev.prob for ev in runs]
         for grade, name in enumerate(GRADE_NAMES):
             est = auc_delong(runs[0].y_true, probs, grade, CONFIDENCE)
@@ -162,32 +132,12 @@ def auc_interval_rows(evaluations: Mapping, test_name: str) -> pd.DataFrame:
                                        "n_test", "ci_note"])
 
 
-def mean_auc_intervals(runs_by_network: Mapping[str, Sequence], metric: str = "roc") -> pd.DataFrame:
-    """Table 1's ROC column: per network, the 95 % interval of the mean over grades of the
-    one-vs-rest AUC, averaged over its runs (:func:`mtunet.metrics.mean_auc_interval`, a bootstrap
-    over images stratified by grade). `runs_by_network`: {network label: [GradingEval per seed]},
-    all scored on the same images. Returns network, metric, ci_low, ci_high (percent), n_test —
-    the `intervals` argument of :func:`mtunet.report.tables.compare_with_paper`."""
-    from mtunet.metrics import mean_auc_interval
-
-    rows = []
-    for network, runs in runs_by_network.items():
-        runs = list(runs)
-        if not runs:
-            continue
-        _same_images(runs)
-        est = mean_auc_interval(runs[0].y_true, [ev.prob for ev in runs], CONFIDENCE)
-        rows.append({"network": network, "metric": metric, "ci_low": 100 * est.low,
-                     "ci_high": 100 * est.high, "n_test": len(runs[0].y_true)})
-    return pd.DataFrame(rows, columns=["network", "metric", "ci_low", "ci_high", "n_test"])
-
-
 def grading_summary(evaluations: Mapping, test_name: str) -> pd.DataFrame:
     """Per (network, seed) on one test role: mean AUC over grades, quadratic kappa and accuracy,
     each with a 95 % interval (mean AUC: bootstrap stratified by grade; kappa, accuracy: bootstrap
     over images), ECE, and whether the run predicts a single grade for every image."""
-    from mtunet.metrics import (bootstrap_ci, expected_calibration_error, mean_auc_interval,
-                                quadratic_kappa)
+    from mtunet.intervals import bootstrap_ci, mean_auc_interval
+    from mtunet.metrics import expected_calibration_error, quadratic_kappa
 
     from mtunet.models.registry import MODELS
 
