@@ -11,7 +11,7 @@ MathJax, Mermaid, widgets: the notebooks need none of them), so the page renders
 alone, e.g. as a CI artefact. A table of contents links to each notebook and its headings; the
 heading anchors of each notebook are prefixed with its number so that equal headings in two
 notebooks do not collide. Stream outputs lose the known TensorFlow start-up lines
-(mtunet.commands.run_notebooks.KERNEL_NOISE) that notebooks executed before the runner dropped
+(mtunet.kernel_output.KERNEL_NOISE) that notebooks executed before the runner dropped
 them still hold; nothing else of a notebook is changed.
 """
 from __future__ import annotations
@@ -113,7 +113,7 @@ def _exporter(template_file: str):
 
 def _clean(nb) -> None:
     """Drop the known TensorFlow start-up lines from stream outputs (and outputs left empty)."""
-    from mtunet.commands.run_notebooks import drop_kernel_noise
+    from mtunet.kernel_output import drop_kernel_noise
 
     for cell in nb.cells:
         if cell.get("cell_type") != "code":
