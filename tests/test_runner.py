@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from mtunet.commands import notebook_estimate as estimate
+from mtunet.commands import notebook_progress as display
 from mtunet.commands import run_notebooks as runner
 from mtunet.errors import UserError
 
@@ -55,7 +57,7 @@ def test_each_notebook_gets_only_what_it_declares():
 
 def test_select_rejects_unknown_numbers():
     with pytest.raises(UserError, match="--only 42"):
-        runner._select(runner.list_notebooks(), None, "42")
+        runner.select_notebooks(runner.list_notebooks(), None, "42")
 
 
 # -- progress and kernel noise (no kernel started here: tests/test_report_html.py runs one) ------
@@ -113,7 +115,7 @@ def test_progress_weights_cells_by_their_last_durations():
 def test_progress_without_history_and_plain_lines(monkeypatch):
     import io
 
-    monkeypatch.setattr(runner, "PLAIN_STEP_MIN_S", 0.0)
+    monkeypatch.setattr(display, "PLAIN_STEP_MIN_S", 0.0)
     clock, out = _Clock(), io.StringIO()
     progress = runner.CellProgress("[1/1] 01", bar=False, out=out, clock=clock)
     progress.start(_cells())
@@ -250,9 +252,9 @@ def test_progress_reads_training_and_scoring_from_the_stream():
 
 
 def test_headings_as_plain_text():
-    assert runner._plain_heading("Ablation — α in L = L_B + α·L_C (Eq. 3)") == \
+    assert display.plain_heading("Ablation — α in L = L_B + α·L_C (Eq. 3)") == \
         "Ablation — α in L = L_B + α·L_C (Eq. 3)"
-    assert runner._plain_heading("**Table 1** — _variants_ `A`, [B](#b)") == "Table 1 — variants A, B"
+    assert display.plain_heading("**Table 1** — _variants_ `A`, [B](#b)") == "Table 1 — variants A, B"
 
 
 def test_progress_bars_settle_to_their_last_line_and_warnings_stay():
@@ -288,5 +290,142 @@ def test_a_cell_cached_last_time_and_trained_now_does_not_blow_up_the_estimate()
     progress.cell_finished(1)
     progress.cell_started(3)
     left = progress.estimate()[1]
-    assert left == pytest.approx(2 * runner.MAX_SPEED_RATIO + 100 * runner.MAX_SPEED_RATIO)
+    assert left == pytest.approx(2 * display.MAX_SPEED_RATIO + 100 * display.MAX_SPEED_RATIO)
     progress.close()
+
+
+# -- the time left knows about training (results/<profile>/training_runs.csv) --------------------
+
+TRAINING_TABLE = """notebook,run_id,model,seed,tag,epochs,train_minutes
+02,unet-seed0-aaaa,unet,0,seed_segmenter,4,7.0
+04,mtunet-seed0-bbbb,mtunet,0,table1,4,16.5
+04,mtunet-seed0-cccc,mtunet,0,table1,4,8.5
+04,mtunet-seed0-dddd,mtunet,0,table1,4,3.0
+04,variant_b-seed0-eeee,variant_b,0,table1,4,2.0
+"""
+
+
+def _training_runs(tmp_path):
+    """A table of two notebooks' runs and a runs dir where 04's runs dddd (final.npz) and eeee
+    (variant B: step2-grader/final.npz) are finished, cccc was started only and bbbb is gone
+    (a cold run, or its id changed with the training code)."""
+    table, runs = tmp_path / "training_runs.csv", tmp_path / "runs"
+    table.write_text(TRAINING_TABLE)
+    (runs / "mtunet-seed0-cccc").mkdir(parents=True)
+    (runs / "mtunet-seed0-cccc" / "checkpoint.npz").write_bytes(b"")
+    (runs / "mtunet-seed0-dddd").mkdir()
+    (runs / "mtunet-seed0-dddd" / "final.npz").write_bytes(b"")
+    (runs / "variant_b-seed0-eeee" / "step2-grader").mkdir(parents=True)
+    (runs / "variant_b-seed0-eeee" / "step2-grader" / "final.npz").write_bytes(b"")
+    return table, runs
+
+
+def test_time_left_adds_the_training_runs_not_finished_now(tmp_path):
+    table, runs = _training_runs(tmp_path)
+    used = estimate.training_runs_used(table, "04_variant_ablation")
+    assert used == [("mtunet-seed0-bbbb", 16.5), ("mtunet-seed0-cccc", 8.5),
+                    ("mtunet-seed0-dddd", 3.0), ("variant_b-seed0-eeee", 2.0)]
+    training = estimate.runs_to_train(used, runs)
+    assert training.runs == (("mtunet-seed0-bbbb", 16.5), ("mtunet-seed0-cccc", 8.5))
+    # last time's cells took 2 min (their runs were cached then): the training is what counts
+    assert estimate.time_left(120.0, False, training) == "~25:00 left (2 runs to train)"
+    assert estimate.time_left(120.0, True, training) == "~25:00 left (2 runs to train)"
+    # cell times that already hold the training (last time it trained): not counted twice
+    assert estimate.time_left(1800.0, False, training) == "~30:00 left (2 runs to train)"
+    # a cold run: nothing on disk, every run to train
+    cold = estimate.runs_to_train(used, tmp_path / "no-runs")
+    assert estimate.time_left(None, False, cold) == "~30:00 left (4 runs to train)"
+    # every run cached: last time's cell times, as before
+    (runs / "mtunet-seed0-bbbb").mkdir()
+    (runs / "mtunet-seed0-bbbb" / "final.npz").write_bytes(b"")
+    (runs / "mtunet-seed0-cccc" / "final.npz").write_bytes(b"")
+    cached = estimate.runs_to_train(used, runs)
+    assert cached.runs == () and estimate.time_left(148.0, False, cached) == "~2:28 left"
+    assert estimate.time_left(4.0, True, cached) == "≥0:04 left"
+    one = estimate.runs_to_train([("mtunet-seed0-zzzz", 1.5)], runs)
+    assert estimate.time_left(None, False, one) == "~1:30 left (1 run to train)"
+
+
+def test_time_left_unknown_where_nothing_is_known(tmp_path):
+    table, runs = _training_runs(tmp_path)
+    # a notebook that trained nothing last time (no row) and has no cell times
+    assert estimate.training_runs_used(table, "07_significance_tests") is None
+    assert estimate.training_runs_used(tmp_path / "missing.csv", "04") is None
+    assert estimate.time_left(None, False, None) == "time left unknown"
+    assert estimate.time_left(30.0, False, None) == "~0:30 left"
+    # runs all cached but no cell times: nothing to go by
+    done = estimate.runs_to_train([("mtunet-seed0-dddd", 3.0)], runs)
+    assert estimate.time_left(None, False, done) == "time left unknown"
+    # run ids that cannot be checked: a table without them, or no runs dir
+    (tmp_path / "odd.csv").write_text("notebook,train_minutes\n04,3.0\n")
+    odd = estimate.runs_to_train(estimate.training_runs_used(tmp_path / "odd.csv", "04"), runs)
+    assert not odd.checked and estimate.time_left(60.0, False, odd) == "time left unknown"
+    nowhere = estimate.runs_to_train([("mtunet-seed0-dddd", 3.0)], None)
+    assert estimate.time_left(60.0, False, nowhere) == "time left unknown"
+    # a run to train whose minutes are not a number
+    (tmp_path / "blank.csv").write_text("notebook,run_id,train_minutes\n04,new-run,\n")
+    blank = estimate.runs_to_train(estimate.training_runs_used(tmp_path / "blank.csv", "04"), runs)
+    assert estimate.time_left(60.0, False, blank) == "time left unknown"
+
+
+def test_runs_trained_under_new_ids_count_down(tmp_path):
+    """The training code changed, so did every run id: the listed runs never appear, the runs
+    the notebook trains now finish under other ids; each one counts one listed run as trained."""
+    import os
+
+    _, runs = _training_runs(tmp_path)
+    used = [("mtunet-seed0-old1", 10.0), ("mtunet-seed0-old2", 5.0)]
+    assert len(estimate.runs_to_train(used, runs, since=0.0).runs) == 0   # 2 finished "since"
+    started = 1_000_000.0
+    for run in ("mtunet-seed0-dddd", "variant_b-seed0-eeee"):           # finished long before
+        for path in (runs / run).rglob("final.npz"):
+            os.utime(path, (started - 60, started - 60))
+    assert estimate.runs_to_train(used, runs, since=started).runs == tuple(used)
+    (runs / "mtunet-seed0-new1").mkdir()
+    (runs / "mtunet-seed0-new1" / "final.npz").write_bytes(b"")         # trained just now
+    assert estimate.runs_to_train(used, runs, since=started).runs == (("mtunet-seed0-old2", 5.0),)
+
+
+def test_the_progress_line_says_how_many_runs_are_to_train(tmp_path):
+    import io
+
+    table, runs = _training_runs(tmp_path)
+    clock = _Clock()
+    history = {_key("import x"): 2.0, _key("train()"): 2.0, _key("show()"): 2.0}   # cached then
+    progress = display.CellProgress("[4/7] 04", history, bar=False, out=io.StringIO(), clock=clock,
+                                    training_runs=estimate.training_runs_used(table, "04"),
+                                    runs_dir=runs, wall=lambda: 0.0)
+    progress.start(_cells())
+    progress.cell_started(3)
+    clock.now += 60.0
+    text = progress.describe()
+    assert "1:00 elapsed, ~25:00 left (2 runs to train)" in text, text
+    assert text.startswith("  4%")                       # 60 s of 60 s + 25 min, not 33 %
+    (runs / "mtunet-seed0-cccc" / "final.npz").write_bytes(b"")   # one run finishes
+    clock.now += display.TRAINING_RECHECK_S
+    assert "~16:30 left (1 run to train)" in progress.describe()
+    progress.close()
+    # no cell times and nothing known of its training: no promise of seconds
+    unknown = display.CellProgress("[1/7] 01", bar=False, out=io.StringIO(), clock=_Clock())
+    unknown.start(_cells())
+    unknown.cell_started(1)
+    assert "0:00 elapsed, time left unknown · cell 1/3" in unknown.describe()
+    unknown.close()
+
+
+def test_a_finished_run_is_what_the_trainer_writes():
+    from mtunet.checkpoints import FINAL_WEIGHTS
+
+    assert estimate.FINISHED_FILES == (FINAL_WEIGHTS, f"step2-grader/{FINAL_WEIGHTS}")
+
+
+def test_the_runner_modules_import_no_circle():
+    """The plan, the estimate and the display know nothing of the command that uses them."""
+    from mtunet import code_fingerprint as cf
+
+    graph = cf.import_graph()
+    top = "mtunet.commands.run_notebooks"
+    for module in ("notebook_plan", "notebook_estimate", "notebook_progress", "notebook_execution"):
+        assert top not in cf.import_closure([f"mtunet.commands.{module}"]), module
+    assert "mtunet.commands.run_notebooks" not in graph["mtunet.report.html"]
+    assert "mtunet.kernel_output" in graph["mtunet.report.html"]
