@@ -95,6 +95,14 @@ def test_a_cached_run_is_reused_after_a_report_change_and_retrained_after_a_trai
     assert info["training_code"] == _training(library_copy)       # recorded beside the run
     assert "commit" in info["trained_by"]
 
+    recorded = dict(info["trained_by"], commit="0123456789abcdef")    # as if an earlier commit
+    run_json = ctx.runs_dir / trained_id / "run.json"
+    import json
+    run_json.write_text(json.dumps({**info, "trained_by": recorded}))
+    ctx._last.clear()
+    ctx.train(spec, records)                          # loaded, not trained: the record is kept
+    assert ctx.run_info(spec, records)["trained_by"] == recorded
+
     _edit(library_copy, "mtunet.report.tables", "\nimport ", "\nREPORT_ONLY = 1\nimport ")
     assert spec.run_id(records) == trained_id and ctx.is_trained(spec, records)
 

@@ -306,8 +306,10 @@ def _load_finished_run(built: keras.Model, run_dir: Path, config: TrainConfig,
     load_final_weights(built, run_dir)
     _remove_resume_state(run_dir)
     summary = _resume_summary(resumes)
-    if previous and "init_fingerprint" in previous:
-        info["init_fingerprint"] = previous["init_fingerprint"]
+    # what only the training knew: its initial weights, and the commit and code that trained it
+    for key in ("init_fingerprint", "trained_by", "training_code"):
+        if previous and key in previous:
+            info[key] = previous[key]
     info.update(summary)
     _write_run_record(run_dir, info)
     return FitResult(built, run_dir, _history_from_csv(run_dir / HISTORY), config.epochs,
