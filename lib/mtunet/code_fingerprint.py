@@ -25,7 +25,7 @@ import hashlib
 import io
 import tokenize
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable
 
 PACKAGE = "mtunet"
 LIBRARY = Path(__file__).resolve().parent.parent          # lib/, the folder holding mtunet/
@@ -154,10 +154,3 @@ def training_code() -> str:
 def scoring_code() -> str:
     """The fingerprint of the code that scores a run (enters every cached score's file name)."""
     return code_fingerprint(SCORING_ROOTS)
-
-
-def describe(roots: Iterable[str] = TRAINING_ROOTS,
-             exclude: Iterable[str] = NOT_TRAINING) -> Mapping[str, object]:
-    """What a run record says of its code: the fingerprint and the modules it covers."""
-    modules = import_closure(tuple(roots), tuple(exclude))
-    return {"fingerprint": fingerprint(modules), "modules": modules}
