@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from mtunet import paper
 from mtunet.report.claims import INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, claims_table
@@ -280,3 +281,29 @@ def test_the_manifest_calls_a_checkout_dirty_for_code_changes_not_for_results(tm
     assert git_commit(tmp_path)["dirty"] is False
     (tmp_path / "lib/code.py").write_text("2")
     assert git_commit(tmp_path)["dirty"] is True
+
+
+def test_the_kaggle_claim_is_decided_on_the_label_pool(tmp_path):
+    assert _claims(tmp_path).loc["kaggle_1914_per_grade", "verdict"] == NOT_TESTABLE
+    def pool(counts):
+        write_table(pd.DataFrame({"grade": range(5), "pooled": counts,
+                                  "balanced": [min(c, counts[4]) for c in counts]}),
+                    tmp_path, "kaggle_label_pool")
+        return _claims(tmp_path).loc["kaggle_1914_per_grade"]
+
+    row = pool([65343, 6205, 13153, 2087, 1914])
+    assert row.verdict == REPRODUCED and "grade 4 has 1,914" in row.evidence
+    assert pool([65343, 6205, 13153, 2087, 1915]).verdict == NOT_REPRODUCED   # another count
+    assert pool([65343, 6205, 13153, 1000, 1914]).verdict == NOT_REPRODUCED   # grade 3 rarer
+
+
+
+@pytest.mark.realdata
+def test_the_kaggle_label_pool_of_the_real_files(real_data_dir):
+    from mtunet.study.datasets import kaggle_label_files, kaggle_label_pool
+
+    if kaggle_label_files(real_data_dir) is None:
+        pytest.skip(f"Kaggle trainLabels.csv or the test solution not under {real_data_dir}")
+    table = kaggle_label_pool(real_data_dir).set_index("grade")
+    assert int(table["pooled"].sum()) == 88702 and int(table.loc[4, "pooled"]) == 1914
+    assert (table["balanced"] == 1914).all()

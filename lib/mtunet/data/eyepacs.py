@@ -181,6 +181,54 @@ def balanced_downsample(records, seed: int = 0) -> list[Record]:
     return [r for i, r in enumerate(records) if i in keep]
 
 
+@dataclass(frozen=True)
+class PooledGrades:
+    """Grade counts of Kaggle label files pooled, and the per-grade size of the paper's balanced set.
+
+    counts:       grade 0-4 -> label rows of that grade over all the files (every grade listed).
+    per_grade:    the paper's rule, "downsample the images by the number of images with DR severity
+                  level of 4": the count of grade 4 (the paper reports 1,914).
+    rarest_grade: the grade with the fewest rows (ties: the highest); per_grade can only be kept for
+                  every grade when this is 4.
+    file_counts:  label file -> its own grade counts.
+    """
+
+    counts: dict[int, int]
+    per_grade: int
+    rarest_grade: int
+    file_counts: dict[Path, dict[int, int]]
+
+    @property
+    def n_rows(self) -> int:
+        return sum(self.counts.values())
+
+
+def pooled_grade_counts(train_labels, test_labels) -> PooledGrades:
+    """The paper's Kaggle label pool: ``trainLabels.csv`` (image,level) and the test solution
+    ``retinopathy_solution.csv`` (image,level,Usage) read, pooled, and counted per grade.
+
+    Labels only: no image is looked up (the staged subset holds 130 of the 88,702 images).
+    DataError naming the file for a missing file, a missing image/level column, a grade that is not
+    an integer 0-4, or an image id listed twice (within a file, or in both).
+    """
+    counts = {g: 0 for g in range(5)}
+    file_counts: dict[Path, dict[int, int]] = {}
+    seen: dict[str, Path] = {}
+    for csv_path in (Path(train_labels), Path(test_labels)):
+        own = {g: 0 for g in range(5)}
+        for name, grade in read_labels(csv_path):
+            if name in seen:
+                raise DataError(csv_path, f"image id {name!r} is also in {seen[name]}: "
+                                          "the pool would count it twice")
+            seen[name] = csv_path
+            own[grade] += 1
+        file_counts[csv_path] = own
+        for g, n in own.items():
+            counts[g] += n
+    rarest = min(sorted(counts, reverse=True), key=counts.__getitem__)
+    return PooledGrades(counts=counts, per_grade=counts[4], rarest_grade=rarest, file_counts=file_counts)
+
+
 def grade_counts(records) -> dict[int, int]:
     """grade -> number of records (ungraded ones under None)."""
     return dict(sorted(Counter(r.grade for r in records).items(), key=lambda kv: (kv[0] is None, kv[0] or 0)))

@@ -345,16 +345,21 @@ def dice_losses_worse(results_dir: Path):
 
 
 def kaggle_1914_per_grade(results_dir: Path):
-    roles = read_table(results_dir, "data_roles")
-    if roles is None:
-        return NOT_TESTABLE, "data_roles.csv missing"
-    train = roles[roles["role"] == "grade_train"]
-    here = (f"{int(train['images'].iloc[0])} images" + (f" ({train['note'].iloc[0]})"
-                                                          if "note" in train.columns else "")
-            if len(train) else "no grading training set")
-    return NOT_TESTABLE, (f"needs the full Kaggle train+test labels with their images (paper: "
-                          f"{KAGGLE_IMAGES_PER_GRADE} per grade); the data folder holds a small EyePACS "
-                          f"subset. The grading training set here (grade_train): {here}")
+    """The paper pooled Kaggle's train and test labels and downsampled every grade to the count of
+    grade 4, "1914 images per severity level": checked on the two label files (notebook 01's
+    kaggle_label_pool table); no image is needed."""
+    pool = read_table(results_dir, "kaggle_label_pool")
+    if pool is None or pool.empty:
+        return NOT_TESTABLE, ("needs Kaggle's trainLabels.csv and the test solution "
+                              "(retinopathy_solution.csv) in the data folder; kaggle_label_pool.csv "
+                              "is missing or empty")
+    pooled = pool.set_index("grade")["pooled"].astype(int)
+    per_grade = int(pooled.get(4, 0))
+    rarest = int(pooled.idxmin())
+    verdict = REPRODUCED if per_grade == KAGGLE_IMAGES_PER_GRADE and rarest == 4 else NOT_REPRODUCED
+    return verdict, (f"{int(pooled.sum()):,} labels pooled (train + test); grade 4 has {per_grade:,}"
+                     f" (paper: {KAGGLE_IMAGES_PER_GRADE:,}), the rarest grade is {rarest}; per grade "
+                     + ", ".join(f"{g}: {n:,}" for g, n in pooled.items()))
 
 
 CHECKS: dict[str, Callable[[Path], tuple[str, str]]] = {

@@ -116,7 +116,21 @@ def data_preparation(results: Path) -> list[str]:
                        f"{small.mask_inflation:.1f}×; at {large.image_size} px: "
                        f"{pct(100 * large.share_below_1px, 0)} under one pixel, inflation "
                        f"{large.mask_inflation:.1f}×.")
+    out.extend(_kaggle_pool_sentence(results))
     return out
+
+
+def _kaggle_pool_sentence(results: Path) -> list[str]:
+    """What the paper's Kaggle balancing gives on the two label files (notebook 01)."""
+    pool = read_table(results, "kaggle_label_pool")
+    if pool is None or pool.empty:
+        return []
+    pooled = pool.set_index("grade")["pooled"].astype(int)
+    return [f"Kaggle's train and test labels pooled: {int(pooled.sum()):,} images, grade 4 the rarest "
+            f"with {int(pooled.get(4, 0)):,}, so the paper's rule keeps {int(pool['balanced'].min()):,} "
+            "per grade (paper: 1,914)." if int(pooled.idxmin()) == 4 else
+            f"Kaggle's labels pooled: {int(pooled.sum()):,} images; grade {int(pooled.idxmin())}, not 4, "
+            "is the rarest, so the paper's rule does not give equal grades."]
 
 
 def seed_segmentation(results: Path) -> list[str]:

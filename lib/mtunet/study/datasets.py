@@ -147,3 +147,33 @@ def example_indexes(records: Sequence[Record], n: int = 2) -> list[int]:
     """Test images with the most annotated lesion types first (the most informative overlays)."""
     order = sorted(range(len(records)), key=lambda i: (-len(records[i].masks), records[i].image_id))
     return order[:n]
+
+
+KAGGLE_FOLDER = "kaggle-eyepacs-subset"
+KAGGLE_TEST_SOLUTION = ("retinopathy_solution.csv", "test-labels/retinopathy_solution.csv")
+
+
+def kaggle_label_files(data_dir: Path) -> tuple[Path, Path] | None:
+    """(trainLabels.csv, the test solution) of the Kaggle folder, or None where either is absent
+    (the paper's pool of 88,702 labels needs both; the images are not needed)."""
+    root = Path(data_dir) / KAGGLE_FOLDER
+    train = root / "trainLabels.csv"
+    test = next((root / name for name in KAGGLE_TEST_SOLUTION if (root / name).is_file()), None)
+    return (train, test) if train.is_file() and test is not None else None
+
+
+def kaggle_label_pool(data_dir: Path) -> pd.DataFrame:
+    """Grade counts of Kaggle's train and test labels pooled as the paper did, one row per grade,
+    with the balanced set the paper's rule gives (every grade downsampled to grade 4's count).
+    Empty (with the columns) where the label files are absent."""
+    from mtunet.data.eyepacs import pooled_grade_counts
+
+    columns = ["grade", "train_labels", "test_labels", "pooled", "balanced"]
+    files = kaggle_label_files(data_dir)
+    if files is None:
+        return pd.DataFrame(columns=columns)
+    pool = pooled_grade_counts(*files)
+    train, test = (pool.file_counts[p] for p in files)
+    return pd.DataFrame([{"grade": g, "train_labels": train[g], "test_labels": test[g],
+                          "pooled": pool.counts[g], "balanced": min(pool.counts[g], pool.per_grade)}
+                         for g in range(5)], columns=columns)
