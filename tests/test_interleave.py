@@ -73,7 +73,7 @@ def test_a_multitask_run_on_crops_interleaves_and_a_segmenter_takes_crops(synthe
     records = [r for r in read_segmentation(synthetic_root / "IDRiD") if r.split == "train"]
     graded = [r.__class__(**{**r.__dict__, "grade": 2}) for r in records]
     spec = RunSpec("mtunet", image_size=32, work_size=64, patch_size=32, steps_per_epoch=3,
-                   batch_size=2, augment=False)
+                   batch_size=2, augment=False, grade_batches="interleaved")
     seq = training_sequence(graded, spec, ("seg", "grade"))
     assert isinstance(seq, InterleavedSequence) and len(seq) == 4   # 3 crop + 1 whole batch
     x, y, sw = seq[0]
@@ -97,7 +97,7 @@ def test_in_a_multitask_epoch_the_grade_batches_shape_the_segmentation(synthetic
     records = [r for r in read_segmentation(synthetic_root / "IDRiD") if r.split == "train"]
     graded = [r.__class__(**{**r.__dict__, "grade": i % 5}) for i, r in enumerate(records)]
     spec = RunSpec("mtunet", image_size=32, work_size=64, patch_size=32, steps_per_epoch=8,
-                   batch_size=2, augment=False)
+                   batch_size=2, augment=False, grade_batches="interleaved")
 
     def seg_kernel_after_one_epoch(grade_on: bool):
         seq = training_sequence(graded, spec, ("seg", "grade"))
@@ -128,7 +128,7 @@ def test_ungraded_lesion_images_feed_the_crops_and_only_graded_images_the_grade_
     records = [r for r in read_segmentation(synthetic_root / "IDRiD") if r.split == "train"]
     graded = [dataclasses.replace(r, grade=2, image_id=f"g{r.image_id}") for r in records[:3]]
     spec = RunSpec("mtunet", image_size=32, work_size=64, patch_size=32, steps_per_epoch=4,
-                   batch_size=2, augment=False)
+                   batch_size=2, augment=False, grade_batches="interleaved")
     seq = training_sequence(records + graded, spec, ("seg", "grade"))
     crops, whole = seq.parts
     assert len(crops.records) == len(records) + len(graded)

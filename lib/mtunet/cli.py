@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "predict": "mtunet.commands.predict",
     "bench": "mtunet.commands.bench",
     "select-loss": "mtunet.commands.select_loss",
+    "diagnose": "mtunet.commands.diagnose",
 }
 
 

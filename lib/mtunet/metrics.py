@@ -32,6 +32,9 @@ from sklearn.metrics import (average_precision_score, cohen_kappa_score, confusi
 from mtunet.config import CLASS_NAMES, LESIONS, N_GRADES, group_classes
 
 EMPTY_RULES = ("skip", "one", "zero")
+# predicted / true lesion pixels outside this band: the Dice beside it rests on a flood or a
+# collapse (the report does not rank it, and held-out selection never chooses such an epoch)
+SANE_AREA_RATIO = (0.5, 2.0)
 
 
 # --------------------------------------------------------------------------------------------

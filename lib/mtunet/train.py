@@ -150,7 +150,9 @@ def compile_model(model: keras.Model, config: TrainConfig, total_steps: int | No
     from mtunet.losses import lesion_dice_metrics, multitask_loss
 
     losses, loss_weights = multitask_loss(alpha=config.alpha, seg_loss=config.seg_loss)
-    tasks = list(model.output_names) if hasattr(model, "output_names") else list(model.output.keys())
+    outputs = getattr(model, "output", None)
+    # a dict of outputs names its tasks (a paired model's output layers are its two paths)
+    tasks = list(outputs) if isinstance(outputs, dict) else list(model.output_names)
     unknown = [t for t in tasks if t not in losses]
     if unknown:
         raise UserError(f"model {model.name!r} has outputs {unknown} that no loss is defined for")
@@ -303,11 +305,14 @@ def _load_finished_run(built: keras.Model, run_dir: Path, config: TrainConfig,
                        info: dict[str, Any], previous: dict[str, Any] | None,
                        resumes: list[dict[str, Any]]) -> FitResult:
     """A run whose final.npz exists: its weights loaded into `built`, not trained again."""
-    load_final_weights(built, run_dir)
+    from mtunet.models.paired import inference_model
+
+    load_final_weights(inference_model(built), run_dir)
     _remove_resume_state(run_dir)
     summary = _resume_summary(resumes)
-    # what only the training knew: its initial weights, and the commit and code that trained it
-    for key in ("init_fingerprint", "trained_by", "training_code"):
+    # what only the training knew: its initial weights, the commit and code that trained it, and
+    # its held-out selection
+    for key in ("init_fingerprint", "trained_by", "training_code", "heldout"):
         if previous and key in previous:
             info[key] = previous[key]
     info.update(summary)
@@ -380,10 +385,12 @@ def _record_start(run_dir: Path, info: dict[str, Any], resumes: list[dict[str, A
 
 def _fit_callbacks(run_dir: Path, run_id: str, config: TrainConfig,
                    train_data: keras.utils.PyDataset, has_val: bool, start: _Start,
-                   extra: list[keras.callbacks.Callback] | None) -> list[keras.callbacks.Callback]:
-    """Every callback of the run, in order: epoch timer, CSV log, best weights (with validation
-    data), TensorBoard, the checkpointer (after those, so a checkpoint holds their state of the
-    same epoch), then the caller's `extra`."""
+                   extra: list[keras.callbacks.Callback] | None,
+                   selection=None) -> list[keras.callbacks.Callback]:
+    """Every callback of the run, in order: the held-out selection (its scores go into the
+    epoch's logs), epoch timer, CSV log, best weights (with validation data), TensorBoard, the
+    checkpointer (after those, so a checkpoint holds their state of the same epoch), the
+    selection's pruning of superseded best weights, then the caller's `extra`."""
     monitor = config.monitor if has_val else config.monitor.removeprefix("val_")
     standard = _callbacks(run_dir, monitor, has_val, start.best)
     best_cb = next((c for c in standard if isinstance(c, keras.callbacks.ModelCheckpoint)), None)
@@ -393,22 +400,29 @@ def _fit_callbacks(run_dir: Path, run_id: str, config: TrainConfig,
         best_now = None if best_cb is None or best_cb.best is None else float(best_cb.best)
         return {"config": _config_for_resume(config), "best": best_now,
                 "init_fingerprint": init_fp, "data_epoch": getattr(train_data, "epoch", None),
-                "run_id": run_id}
+                "run_id": run_id, "heldout": selection.state() if selection else None}
 
     checkpointer = _Checkpointer(run_dir, config.epochs, checkpoint_extra, restore=start.state)
-    return standard + [checkpointer] + list(extra or [])
+    if selection is None:
+        return standard + [checkpointer] + list(extra or [])
+    from mtunet.heldout import PruneBest
+
+    return [selection] + standard + [checkpointer, PruneBest(selection)] + list(extra or [])
 
 
 def _train_epochs(built: keras.Model, train_data: keras.utils.PyDataset,
                   val_data: keras.utils.PyDataset | None, config: TrainConfig, run_dir: Path,
                   run_id: str, start: _Start,
-                  callbacks: list[keras.callbacks.Callback] | None) -> None:
-    """Keras `fit` from `start.epoch` to `config.epochs` (nothing when those are done)."""
+                  callbacks: list[keras.callbacks.Callback] | None, selection=None) -> None:
+    """Keras `fit` from `start.epoch` to `config.epochs` (nothing when those are done), or until
+    the held-out `selection` stops it."""
     fit_data, steps = train_data, config.steps_per_epoch
     if steps and isinstance(train_data, keras.utils.PyDataset):
         fit_data, steps = _FixedSteps(train_data, steps), None
+    if selection is not None:
+        selection.attach(run_dir, start.state.meta.get("heldout") if start.state else None)
     all_callbacks = _fit_callbacks(run_dir, run_id, config, train_data, val_data is not None,
-                                   start, callbacks)
+                                   start, callbacks, selection)
     if start.epoch < config.epochs:
         built.fit(
             fit_data,
@@ -421,21 +435,31 @@ def _train_epochs(built: keras.Model, train_data: keras.utils.PyDataset,
         )
 
 
-def _keep_final_weights(built: keras.Model, run_dir: Path) -> None:
-    """Write final.npz with the weights the run keeps: those of its last epoch (choosing another
-    epoch, such as the best one on held-out data, belongs here)."""
-    save_final_weights(built, run_dir)
+def _keep_final_weights(built: keras.Model, run_dir: Path, selection=None) -> None:
+    """Write final.npz with the weights the run keeps: those of the held-out `selection`'s best
+    epoch, or without one those of its last epoch."""
+    from mtunet.models.paired import inference_model
+
+    if selection is not None:
+        selection.restore_best()
+    save_final_weights(inference_model(built), run_dir)
 
 
-def _finish_run(built: keras.Model, run_dir: Path, info: dict[str, Any], started: float) -> float:
-    """The manifest, then final.npz (last: it marks the run finished), then the resume state
-    dropped; returns the wall time."""
+def _finish_run(built: keras.Model, run_dir: Path, info: dict[str, Any], started: float,
+                config: TrainConfig, selection=None) -> float:
+    """run.json with the held-out selection's record, the manifest, then final.npz (last: it
+    marks the run finished), then the resume state dropped; returns the wall time."""
     from mtunet.report.manifest import write_manifest
 
     wall = time.time() - started
+    if selection is not None:
+        info["heldout"] = selection.summary(config.epochs)
+        _write_run_record(run_dir, info)
     write_manifest(run_dir / "manifest.json", parameters=info, wall_time_s=wall)
-    _keep_final_weights(built, run_dir)
+    _keep_final_weights(built, run_dir, selection)
     _remove_resume_state(run_dir)
+    for best in run_dir.glob("heldout-best-e*.npz"):   # final.npz holds the kept weights now
+        best.unlink(missing_ok=True)
     return wall
 
 
@@ -448,6 +472,7 @@ def fit(
     runs_root: Path | None = None,
     describe: dict[str, Any] | None = None,
     callbacks: list[keras.callbacks.Callback] | None = None,
+    selection=None,
 ) -> FitResult:
     """Train `model` (or the model a zero-argument builder returns) and checkpoint every epoch.
 
@@ -460,6 +485,9 @@ def fit(
     the weights of an uninterrupted run (see `mtunet.checkpoints`); a finished run is loaded.
     Whatever the path (trained, resumed or loaded), the global RNGs are re-seeded with
     `config.seed` on return, so what the caller does next does not depend on that path.
+
+    `selection` (a :class:`mtunet.heldout.HeldOutSelection`): score held-out images after every
+    epoch, stop after its patience, and keep the best epoch's weights; `config.epochs` is the cap.
     """
     run_dir = run_directory(run_id, runs_root)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -474,9 +502,11 @@ def fit(
     else:
         start = _resume_or_start(built, run_dir, config, train_data, prebuilt, previous, devices)
         summary = _record_start(run_dir, info, resumes, start)
-        _train_epochs(built, train_data, val_data, config, run_dir, run_id, start, callbacks)
-        wall = _finish_run(built, run_dir, info, started)
-        result = FitResult(built, run_dir, _history_from_csv(run_dir / HISTORY), config.epochs,
+        _train_epochs(built, train_data, val_data, config, run_dir, run_id, start, callbacks,
+                      selection)
+        wall = _finish_run(built, run_dir, info, started, config, selection)
+        history = _history_from_csv(run_dir / HISTORY)
+        result = FitResult(built, run_dir, history, len(next(iter(history.values()), [])),
                            start.epoch, wall, resumed_from_step=start.step,
                            resumed=summary["resumed"], resume_exact=summary["resume_exact"],
                            resumes=resumes)

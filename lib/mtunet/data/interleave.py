@@ -14,6 +14,10 @@ from typing import Sequence
 import keras
 import numpy as np
 
+# the inputs of a paired batch (mtunet.models.paired.paired_training_model)
+SEG_INPUT = "image"
+GRADE_INPUT = "grade_image"
+
 
 def interleave_order(lengths: Sequence[int]) -> list[tuple[int, int]]:
     """(part, batch) pairs: the batches of every part, each part spread evenly over the whole."""
@@ -64,3 +68,40 @@ class InterleavedSequence(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         for part in self.parts:
             part.on_epoch_end()
+
+
+class PairedSequence(keras.utils.PyDataset):
+    """Batches for :func:`mtunet.models.paired.paired_training_model`: batch ``i`` pairs crop batch
+    ``i`` (its segmentation targets) with whole-image batch ``i`` of the grade part (its grades),
+    cycling through the grade part when it is shorter; an epoch is the crop part's length.
+
+    ``x = {"image": crops, "grade_image": whole images}``, ``y`` and the sample weights hold
+    ``"seg"`` from the crops and ``"grade"`` from the whole images. Batch ``i`` of epoch ``e``
+    depends only on ``(i, e)`` and the parts' seeds, as the parts' own batches do.
+    """
+
+    def __init__(self, crops: keras.utils.PyDataset, grades: keras.utils.PyDataset,
+                 **pydataset_kwargs):
+        super().__init__(**pydataset_kwargs)
+        if not len(crops) or not len(grades):
+            raise ValueError("PairedSequence needs a crop part and a grade part with batches")
+        self.crops, self.grades = crops, grades
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __getitem__(self, i: int):
+        if not 0 <= i < len(self):
+            raise IndexError(f"batch {i} out of range (0..{len(self) - 1})")
+        cx, cy, csw = self.crops[i]
+        gx, gy, gsw = self.grades[i % len(self.grades)]
+        return ({SEG_INPUT: cx, GRADE_INPUT: gx}, {"seg": cy["seg"], "grade": gy["grade"]},
+                {"seg": csw["seg"], "grade": gsw["grade"]})
+
+    def set_epoch(self, epoch: int) -> None:
+        self.crops.set_epoch(epoch)
+        self.grades.set_epoch(epoch)
+
+    def on_epoch_end(self) -> None:
+        self.crops.on_epoch_end()
+        self.grades.on_epoch_end()

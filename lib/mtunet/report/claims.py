@@ -19,14 +19,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from mtunet.metrics import SANE_AREA_RATIO  # noqa: F401 (read from here by the report)
 from mtunet.paper import CLAIMS, KAGGLE_IMAGES_PER_GRADE, SIGNIFICANCE_LEVEL
 from mtunet.models.registry import label
 from mtunet.report.tables import read_table
 
 REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE = "reproduced", "not reproduced", "not testable here"
 INCONCLUSIVE = "inconclusive"
-# predicted / true lesion pixels outside this band: the Dice beside it rests on a flood or a collapse
-SANE_AREA_RATIO = (0.5, 2.0)
 
 
 def ratio_text(value) -> str:

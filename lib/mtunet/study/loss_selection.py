@@ -26,24 +26,13 @@ import pandas as pd
 
 from mtunet.data.records import Record
 from mtunet.errors import UserError
+from mtunet.heldout import validation_split  # noqa: F401 (the rule lives with the held-out selection)
 from mtunet.study.runs import Context
 
 COLUMNS = ["seg_loss", "epochs", "optimiser", "red_dice", "yellow_dice", "mean_dice", "red_area_ratio",
            "yellow_area_ratio", "eligible", "chosen"]
 TAG = "loss_selection"
 AREA_RATIO_BOUNDS = (1 / 3, 3.0)   # a candidate outside them floods or collapses: not eligible
-
-
-def validation_split(records: Sequence[Record], n_val: int, seed: int = 0
-                     ) -> tuple[list[Record], list[Record]]:
-    """(fit, validation): a seeded choice of `n_val` records by image id, independent of order."""
-    ordered = sorted(records, key=lambda r: r.image_id)
-    if not 0 < n_val < len(ordered):
-        raise UserError(f"n_val must be between 1 and {len(ordered) - 1}, not {n_val}")
-    chosen = set(np.random.default_rng(seed).permutation(len(ordered))[:n_val].tolist())
-    fit = [r for i, r in enumerate(ordered) if i not in chosen]
-    val = [r for i, r in enumerate(ordered) if i in chosen]
-    return fit, val
 
 
 def score_candidates(ctx: Context, seed_model: str, candidates: Sequence[tuple],

@@ -48,6 +48,12 @@ DEFAULTS: dict[str, Any] = {
     "run_eagerly": False,             # no graph tracing: faster for runs of a few steps
     "augment": True,
     "seg_loss": "bce",                # segmentation term of Eq. 3 (mtunet.losses.SEGMENTATION_LOSSES)
+    # training length, chosen on held-out training images (mtunet.heldout); epochs is the cap
+    "heldout_images": 0,              # IDRiD-S train images held out of every segmenting run (0: none)
+    "heldout_grade_images": 0,        # graded training images held out of every grader (0: none)
+    "patience": 0,                    # stop this many epochs after the best held-out one (0: run to the cap)
+    "grade_batches": "paired",        # multi-task on crops: "paired" (whole images skip the decoder) |
+                                      # "interleaved" (mtunet.study.run_training.GRADE_BATCHES)
     "dry_run": False,                 # True: check data and parameters, build models, train nothing
     # Fig. 7
     "seed_model": "unet",             # the initial lesion segmenter of Fig. 7

@@ -49,6 +49,10 @@ class RunSpec:
     jit_compile: bool | str = DEFAULTS["jit_compile"]
     run_eagerly: bool = DEFAULTS["run_eagerly"]
     mixed_precision: bool = DEFAULTS["mixed_precision"]
+    heldout_images: int = DEFAULTS["heldout_images"]
+    heldout_grade_images: int = DEFAULTS["heldout_grade_images"]
+    patience: int = DEFAULTS["patience"]
+    grade_batches: str = DEFAULTS["grade_batches"]
     tag: str = ""                   # the step that asked for it first (not part of its key)
 
     @property
@@ -84,7 +88,8 @@ class RunSpec:
 # The notebook/profile parameters that go into every run's spec.
 RUN_PARAMETERS = ("image_size", "work_size", "patch_size", "lesion_share", "lr_schedule", "epochs",
                   "batch_size", "learning_rate", "seg_loss", "encoder_weights", "augment",
-                  "steps_per_epoch", "jit_compile", "run_eagerly", "mixed_precision")
+                  "steps_per_epoch", "jit_compile", "run_eagerly", "mixed_precision",
+                  "heldout_images", "heldout_grade_images", "patience", "grade_batches")
 
 
 def history_by_task(frame, tasks: Sequence[str]):

@@ -1,0 +1,67 @@
+"""`python -m mtunet diagnose`: one network trained under recipe changes, one arm each, scored on
+held-out IDRiD-S training images after every epoch (``mtunet.study.recipe_diagnosis``).
+
+    python -m mtunet diagnose --profile cpu --model mtunet --epochs 6 \\
+        --arm "interleaved=grade_batches=interleaved" --arm "paired=grade_batches=paired"
+"""
+from __future__ import annotations
+
+import argparse
+
+from mtunet.cli import positive_int
+from mtunet.commands.select_loss import parse_override
+
+
+def parse_named_arm(text: str) -> tuple[str, dict]:
+    """"NAME=CHANGES" -> (NAME, spec changes); CHANGES as ``recipe_diagnosis.parse_arm``."""
+    from mtunet.study.recipe_diagnosis import parse_arm
+
+    name, sep, changes = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=CHANGES (e.g. "
+                                         "paired=grade_batches=paired)")
+    return name, parse_arm(changes)
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("diagnose", help="one network under recipe changes, scored on "
+                              "held-out training images every epoch", description=__doc__.split("\n\n")[0])
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--data-dir", default=None, help="default: the profile's")
+    p.add_argument("--model", default="mtunet")
+    p.add_argument("--arm", dest="arms", action="append", type=parse_named_arm, required=True,
+                   metavar="NAME=CHANGES", help="an arm: NAME=FIELD=VALUE[;FIELD=VALUE]; "
+                   "NAME=profile for none (repeat for each arm)")
+    p.add_argument("--epochs", type=positive_int, default=6, help="every arm's cap (default 6)")
+    p.add_argument("--val-images", type=positive_int, default=10)
+    p.add_argument("--set", dest="overrides", action="append", default=[], type=parse_override,
+                   metavar="NAME=VALUE")
+    p.add_argument("--out", default=None, help="default results/<profile>")
+    p.add_argument("--runs-dir", default=None, help="default runs/<profile>")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from mtunet.commands.run_notebooks import load_profile
+    from mtunet.config import resolve_path
+    from mtunet.report.tables import write_table
+    from mtunet.study.datasets import resolve_data_dir
+    from mtunet.study.parameters import with_defaults
+    from mtunet.study.recipe_diagnosis import diagnose, note
+    from mtunet.study.roles import splits_from_parameters
+    from mtunet.study.runs import Context
+
+    profile = load_profile(args.profile)
+    params = with_defaults({**profile["parameters"], "profile": profile["name"],
+                            "results_dir": args.out or f"results/{profile['name']}",
+                            "runs_dir": args.runs_dir or f"runs/{profile['name']}",
+                            **dict(args.overrides)})
+    data = resolve_data_dir(args.data_dir or params["data_dir"], params["synthetic"])
+    ctx = Context.from_parameters(params)
+    splits = splits_from_parameters(data, params)
+    table = diagnose(ctx, splits, args.model, args.arms, args.val_images, args.epochs)
+    write_table(table, resolve_path(params["results_dir"]), f"diagnosis_{args.model}",
+                f"{args.model}: recipe changes scored on held-out IDRiD-S training images",
+                note=note(ctx, args.model, args.val_images, args.epochs, args.arms))
+    print(table.to_string(index=False))
+    return 0
