@@ -103,11 +103,23 @@ def test_split_by_patient():
 def test_balanced_downsample():
     recs = _fake(60)
     counts = collections.Counter(r.grade for r in recs)
-    out = balanced_downsample(recs, seed=0)
+    out = balanced_downsample(recs, seed=0, rule="rarest")
     got = collections.Counter(r.grade for r in out)
     assert set(got.values()) == {min(counts.values())} and set(got) == set(counts)
-    assert out == balanced_downsample(recs, seed=0)
+    assert out == balanced_downsample(recs, seed=0, rule="rarest")
     assert balanced_downsample([replace(r, grade=None) for r in recs]) == []
+
+
+def test_the_papers_balancing_downsamples_every_grade_to_the_count_of_grade_4():
+    import pathlib
+
+    counts = {0: 30, 1: 20, 2: 25, 3: 5, 4: 10}
+    recs = [Record(f"{g}_{i}", pathlib.Path(f"{g}_{i}.png"), g) for g, n in counts.items()
+            for i in range(n)]
+    got = collections.Counter(r.grade for r in balanced_downsample(recs, seed=0))
+    assert got == {0: 10, 1: 10, 2: 10, 3: 5, 4: 10}                 # grade 3 keeps its own 5
+    with pytest.raises(ValueError, match="rule"):
+        balanced_downsample(recs, rule="median")
 
 
 def test_load_data_root_and_layout(synthetic_root):

@@ -52,7 +52,7 @@ def test_probe_scores_are_cached_per_training_and_test_images(tmp_path, monkeypa
     test = {"grade_test": [record(20 + i, i % 5) for i in range(5)], "empty": []}
     calls = []
 
-    def fake_features(extractor, records, image_size, batch_size=8):
+    def fake_features(extractor, records, image_size, batch_size=8, preprocessing="none"):
         calls.append(len(records))
         return np.array([[r.grade + 0.1 * k for k in range(3)] for r in records], float)
 

@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "bench": "mtunet.commands.bench",
     "select-loss": "mtunet.commands.select_loss",
     "diagnose": "mtunet.commands.diagnose",
+    "select-grading-inputs": "mtunet.commands.select_grading_inputs",
 }
 
 

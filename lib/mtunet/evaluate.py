@@ -132,12 +132,17 @@ def evaluate_segmentation(model, records: Sequence[Record], image_size: int,
 
 
 def evaluate_grading(model, records: Sequence[Record], image_size: int,
-                     batch_size: int = 16, arrays=None) -> GradingEval:
-    """One-vs-rest ROC AUC per grade on graded records."""
-    from mtunet.data.pipeline import load_arrays
+                     batch_size: int = 16, arrays=None, preprocessing: str = "none",
+                     cache_dir=None) -> GradingEval:
+    """One-vs-rest ROC AUC per grade on graded records, their images through the run's grade
+    ``preprocessing`` (``mtunet.data.pipeline.grade_arrays``; ``cache_dir``: prepared once)."""
+    from mtunet.data.pipeline import grade_arrays
     from mtunet.metrics import roc_auc_per_grade
 
-    images, _, grades = arrays if arrays is not None else load_arrays(records, image_size)
+    if arrays is not None:
+        images, _, grades = arrays
+    else:
+        images, grades = grade_arrays(records, image_size, preprocessing, cache_dir)
     prob = predict_batches(model, images, batch_size)["grade"].astype(float)
     return GradingEval([r.image_id for r in records], grades, prob,
                        roc_auc_per_grade(grades, prob))

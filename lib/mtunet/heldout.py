@@ -144,16 +144,17 @@ def _head_sizes(model: keras.Model) -> dict[str, int]:
     return sizes
 
 
-def grade_scorer(records, image_size: int) -> Callable[[keras.Model], dict[str, float]]:
+def grade_scorer(records, image_size: int, preprocessing: str = "none"
+                 ) -> Callable[[keras.Model], dict[str, float]]:
     """The mean one-vs-rest AUC over the grades present (and quadratic kappa) of a model's grade
-    output on ``records``, their images loaded once."""
-    from mtunet.data.preprocess import load_arrays
+    output on ``records``, their images loaded once, as the run's graders see them."""
+    from mtunet.data.pipeline import grade_arrays
     from mtunet.evaluate import predict_batches
     from mtunet.metrics import mean_roc_auc, quadratic_kappa
 
     records = list(records)
-    images = load_arrays(records, image_size)[0].astype(np.float32)
-    truth = np.array([r.grade for r in records])
+    images, truth = grade_arrays(records, image_size, preprocessing, progress=False)
+    images = images.astype(np.float32)
 
     def score(model: keras.Model) -> dict[str, float]:
         prob = np.asarray(predict_batches(inference_model(model), images, batch_size=8)["grade"], dtype=np.float64)

@@ -174,13 +174,32 @@ def segmentation_size(info: dict, image_size: int) -> int:
     return int((info.get("spec") or {}).get("work_size") or image_size)
 
 
+def grade_preprocessing(info: dict) -> str:
+    """The preprocessing the run's grade inputs went through in training (run.json's spec; "none"
+    for runs recorded before it existed, and for variant B)."""
+    spec = info.get("spec") or {}
+    return "none" if spec.get("model") == "variant_b" else spec.get("grade_preprocessing", "none")
+
+
+def _grade(model, batch: np.ndarray, result: dict, preprocessing: str):
+    """The grade output for a batch of model inputs: from ``result`` (the batch as it is), or
+    predicted again from the batch through the run's grade preprocessing."""
+    if result.get("grade") is None or preprocessing == "none":
+        return result.get("grade")
+    from mtunet.data.pipeline import preprocess_grade_inputs
+
+    normalised = preprocess_grade_inputs(batch.astype(np.uint8), preprocessing).astype(np.float32)
+    return _as_dict(model.predict_on_batch(normalised), model)["grade"]
+
+
 def predict_files(model, files, image_size: int, out_dir: Path, batch_size: int = 4,
-                  progress: bool = True, protected=(), seg_model=None, seg_size: int | None = None
-                  ) -> tuple[list[Prediction], list[Failure]]:
+                  progress: bool = True, protected=(), seg_model=None, seg_size: int | None = None,
+                  grade_preprocessing: str = "none") -> tuple[list[Prediction], list[Failure]]:
     """Predict every file; write masks/overlays into ``out_dir``; return predictions and failures.
 
     ``seg_model`` / ``seg_size``: segment with that model at that side instead (the same weights
-    at the run's working size); the grade still comes from ``model`` at ``image_size``."""
+    at the run's working size); the grade still comes from ``model`` at ``image_size``, its input
+    through ``grade_preprocessing`` as in training (the segmentation never is)."""
     from tqdm import tqdm
 
     from mtunet.data.preprocess import fit_square, fundus_bbox, load_rgb
@@ -198,7 +217,7 @@ def predict_files(model, files, image_size: int, out_dir: Path, batch_size: int 
             return
         batch = np.stack([fit_square(img, image_size, box) for _, img, box in pending])
         result = _as_dict(model.predict_on_batch(batch.astype(np.float32)), model)
-        seg, grade = result.get("seg"), result.get("grade")
+        seg, grade = result.get("seg"), _grade(model, batch, result, grade_preprocessing)
         if seg is not None and seg_model is not None:
             big = np.stack([fit_square(img, seg_size, box) for _, img, box in pending])
             seg = _as_dict(seg_model.predict_on_batch(big.astype(np.float32)), seg_model)["seg"]
@@ -325,7 +344,8 @@ def main(args) -> int:
 
     predictions, read_failures = predict_files(model, files, size, out_dir,
                                                batch_size=args.batch_size, seg_model=seg_model,
-                                               seg_size=seg_size)
+                                               seg_size=seg_size,
+                                               grade_preprocessing=grade_preprocessing(info))
     failures += read_failures
     graded = [p for p in predictions if p.probs is not None]
     if graded:

@@ -160,24 +160,33 @@ def split_by_patient(records, test_fraction: float = 0.3, seed: int = 0) -> list
     return [replace(r, split="test" if r.patient_id in test_patients else "train") for r in records]
 
 
-def balanced_downsample(records, seed: int = 0) -> list[Record]:
-    """Keep, for every grade present, as many records as the rarest grade has (seeded choice).
+BALANCE_RULES = ("grade4", "rarest")
 
-    The paper pooled Kaggle train + test and kept 1,914 images per grade. Ungraded records are
-    dropped. The original order is kept.
+
+def balanced_downsample(records, seed: int = 0, rule: str = "grade4") -> list[Record]:
+    """Downsample every grade to a common count (seeded choice; the original order is kept).
+
+    ``rule="grade4"`` is the paper's: "we downsample the images by the number of images with DR
+    severity level of 4" (Kaggle train + test pooled: 1,914 per grade); a grade with fewer images
+    than grade 4 keeps all of its own (APTOS 2019 has fewer of grade 3 than of grade 4), and
+    without grade-4 images the rarest grade sets the count. ``rule="rarest"``: every grade down to
+    the rarest grade's count (strictly equal grades). Ungraded records are dropped.
     """
+    if rule not in BALANCE_RULES:
+        raise ValueError(f"rule must be one of {BALANCE_RULES}, got {rule!r}")
     by_grade: dict[int, list[int]] = defaultdict(list)
     for i, r in enumerate(records):
         if r.grade is not None:
             by_grade[r.grade].append(i)
     if not by_grade:
         return []
-    n = min(len(v) for v in by_grade.values())
+    rarest = min(len(v) for v in by_grade.values())
+    n = len(by_grade[4]) if rule == "grade4" and 4 in by_grade else rarest
     rng = np.random.default_rng(seed)
     keep: set[int] = set()
     for grade in sorted(by_grade):
         idx = by_grade[grade]
-        keep.update(idx[j] for j in rng.choice(len(idx), size=n, replace=False))
+        keep.update(idx[j] for j in rng.choice(len(idx), size=min(n, len(idx)), replace=False))
     return [r for i, r in enumerate(records) if i in keep]
 
 

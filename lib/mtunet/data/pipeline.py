@@ -22,6 +22,72 @@ from mtunet.data.preprocess import cached_example, example_key, load_arrays, one
 
 _PRELOAD_BAR = 16  # show a progress bar when pre-loading at least this many images
 
+# What a whole-image grade input goes through after the crop, pad and resize of every model
+# input (RunSpec.grade_preprocessing): "none", or "graham": Ben Graham's local colour
+# normalisation (mtunet.data.fundus_normalise), which takes away most of what a camera, its flash
+# and the pigmentation add to a photograph. Segmentation inputs are never normalised.
+GRADE_PREPROCESSING = ("none", "graham")
+
+
+def check_grade_preprocessing(name: str) -> str:
+    if name not in GRADE_PREPROCESSING:
+        from mtunet.errors import UserError
+
+        raise UserError(f"grade_preprocessing must be one of {GRADE_PREPROCESSING}, not {name!r}")
+    return name
+
+
+def preprocess_grade_inputs(images: np.ndarray, preprocessing: str) -> np.ndarray:
+    """A uint8 (N, S, S, 3) batch of model inputs as a grader sees them (a new array for
+    "graham"; the batch itself for "none")."""
+    if check_grade_preprocessing(preprocessing) == "none":
+        return images
+    from mtunet.data.fundus_normalise import normalise_arrays
+
+    return normalise_arrays(np.asarray(images, dtype=np.uint8))
+
+
+def grade_arrays(records, image_size: int, preprocessing: str = "none", cache_dir=None,
+                 progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 (N, S, S, 3) as graders see them, grades int64 (N,), -1 where ungraded).
+
+    ``cache_dir``: the arrays are written there once (``grade-inputs-<key>.npz``, uint8) and read
+    back by every later call with the same images, size, preprocessing and scoring code, so a test
+    set of large photographs is decoded once for all the models scored on it."""
+    from pathlib import Path
+
+    records = list(records)
+    check_grade_preprocessing(preprocessing)
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"grade-inputs-{_arrays_key(records, image_size, preprocessing)}.npz"
+        if path.exists():
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    return data["images"], data["grades"]
+            except Exception:  # noqa: BLE001 - torn by a kill: prepare again
+                path.unlink(missing_ok=True)
+    images, _, grades = load_arrays(records, image_size, progress=progress)
+    images = preprocess_grade_inputs(images, preprocessing)
+    if path is not None:
+        from mtunet.checkpoints import _savez_atomic
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _savez_atomic(path, {"images": images, "grades": grades})
+    return images, grades
+
+
+def _arrays_key(records, image_size: int, preprocessing: str) -> str:
+    import hashlib
+    import json
+    import os
+
+    from mtunet.code_fingerprint import scoring_code
+
+    files = [(r.key, str(r.image_path), os.path.getsize(r.image_path), r.grade) for r in records]
+    payload = json.dumps([files, int(image_size), preprocessing, scoring_code()], default=str)
+    return hashlib.sha1(payload.encode()).hexdigest()[:16]
+
 
 class FundusSequence(keras.utils.PyDataset):
     """Batches for ``model.fit``: ``(x, y, sample_weight)``.
@@ -43,7 +109,8 @@ class FundusSequence(keras.utils.PyDataset):
 
     def __init__(self, records, image_size: int, batch_size: int = 2, n_seg_classes: int = 5,
                  outputs=("seg", "grade"), augmentation=None, shuffle: bool = False, seed: int = 0,
-                 include_od: bool = False, cache: bool = True, **pydataset_kwargs):
+                 include_od: bool = False, cache: bool = True, preprocessing: str = "none",
+                 **pydataset_kwargs):
         super().__init__(**pydataset_kwargs)
         self.records = list(records)
         if not self.records:
@@ -64,6 +131,7 @@ class FundusSequence(keras.utils.PyDataset):
         self.seed = seed
         self.include_od = include_od
         self.cache_enabled = cache
+        self.preprocessing = check_grade_preprocessing(preprocessing)
         self.cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.epoch = 0
         self.order = self._order()
@@ -78,13 +146,22 @@ class FundusSequence(keras.utils.PyDataset):
         return math.ceil(len(self.records) / self.batch_size)
 
     def example(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Prepared, un-augmented (image uint8 (S,S,3), label uint8 (S,S)) of record k (cached)."""
-        return cached_example(self.cache if self.cache_enabled else None, self.records[k],
-                              self.image_size, self.include_od)
+        """Prepared, un-augmented (image uint8 (S,S,3), label uint8 (S,S)) of record k (cached),
+        the image through the sequence's grade ``preprocessing``."""
+        cache = self.cache if self.cache_enabled else None
+        key = f"{example_key(self.records[k])}|{self.preprocessing}"
+        hit = cache.get(key) if cache is not None else None
+        if hit is None:
+            image, label = cached_example(None, self.records[k], self.image_size, self.include_od)
+            hit = (preprocess_grade_inputs(image[None], self.preprocessing)[0], label)
+            if cache is not None:
+                cache[key] = hit
+        return hit
 
     def preload(self, progress: bool = True) -> None:
         """Decode and prepare every record now (tqdm bar when there are many)."""
-        todo = [k for k in range(len(self.records)) if example_key(self.records[k]) not in self.cache]
+        todo = [k for k in range(len(self.records))
+                if f"{example_key(self.records[k])}|{self.preprocessing}" not in self.cache]
         bar = progress and len(todo) >= _PRELOAD_BAR
         for k in tqdm(todo, desc="preparing images", unit="img", disable=not bar):
             self.example(k)

@@ -177,3 +177,27 @@ def kaggle_label_pool(data_dir: Path) -> pd.DataFrame:
     return pd.DataFrame([{"grade": g, "train_labels": train[g], "test_labels": test[g],
                           "pooled": pool.counts[g], "balanced": min(pool.counts[g], pool.per_grade)}
                          for g in range(5)], columns=columns)
+
+
+CAMERA_ROLES = ("grade_train", "table3_test", "table4_test")   # APTOS, Messidor-2, EyePACS here
+
+
+def camera_examples(splits, image_size: int, preprocessing: str, grade: int = 2,
+                    roles: Sequence[str] = CAMERA_ROLES) -> list[tuple[str, Any, Any]]:
+    """One image per grading role (a camera and population each): the first of ``grade`` by image
+    id (else of any grade), as the model input and after ``preprocessing``; for the figure
+    :func:`mtunet.report.figures.preprocessing_by_camera`."""
+    from mtunet.data.pipeline import preprocess_grade_inputs
+    from mtunet.data.preprocess import load_arrays
+
+    out = []
+    for role in roles:
+        records = sorted(splits[role], key=lambda r: r.image_id)
+        if not records:
+            continue
+        record = next((r for r in records if r.grade == grade), records[0])
+        raw = load_arrays([record], image_size, progress=False)[0]
+        done = preprocess_grade_inputs(raw, preprocessing)
+        out.append((f"{record.source} ({role})\n{record.image_id[:24]}, grade {record.grade}",
+                    raw[0], done[0]))
+    return out

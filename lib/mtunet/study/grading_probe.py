@@ -43,12 +43,12 @@ def feature_extractor(image_size: int, encoder_weights="auto"):
 
 
 def pooled_features(extractor, records: Sequence[Record], image_size: int,
-                    batch_size: int = 8) -> np.ndarray:
+                    batch_size: int = 8, preprocessing: str = "none") -> np.ndarray:
     """(N, F): per image, the mean and the max of every feature map channel, from the images the
-    graders are scored on (``load_arrays``: the same crop, pad and resize)."""
-    from mtunet.data.preprocess import load_arrays
+    graders are scored on (``grade_arrays``: the same crop, pad, resize and preprocessing)."""
+    from mtunet.data.pipeline import grade_arrays
 
-    images = load_arrays(records, image_size, progress=False)[0]
+    images = grade_arrays(records, image_size, preprocessing, progress=False)[0]
     out = []
     for start in range(0, len(images), batch_size):
         maps = extractor.predict_on_batch(images[start:start + batch_size].astype("float32"))
@@ -88,7 +88,7 @@ def probability_of_every_grade(probe, features: np.ndarray, n_grades: int = 5) -
 
 def probe_evaluations(train: Sequence[Record], tests: Mapping[str, Sequence[Record]],
                       image_size: int, encoder_weights="auto", runs_dir: Path | None = None,
-                      seed: int = 0) -> tuple[dict, str]:
+                      seed: int = 0, preprocessing: str = "none") -> tuple[dict, str]:
     """{(PROBE, seed, role): GradingEval} for every non-empty test role, and the encoder's
     initialisation. Scores are cached under runs_dir (keyed by the images, size and weights)."""
     from mtunet.evaluate import GradingEval
@@ -98,8 +98,9 @@ def probe_evaluations(train: Sequence[Record], tests: Mapping[str, Sequence[Reco
 
     folder = None
     if runs_dir is not None:
-        folder = (Path(runs_dir) / f"linear_probe-{data_fingerprint(train)}-{image_size}-"
-                  f"{str(encoder_weights).replace('/', '_').replace(':', '_')}")
+        folder = Path(runs_dir) / (f"linear_probe-{data_fingerprint(train)}-{image_size}-"
+                                   f"{str(encoder_weights).replace('/', '_').replace(':', '_')}"
+                                   + ("" if preprocessing == "none" else f"-{preprocessing}"))
     cached = {role: folder / f"eval-grade-{role}-{data_fingerprint(records)}.npz"
               for role, records in tests.items() if records} if folder else {}
     if cached and all(path.exists() for path in cached.values()):
@@ -107,13 +108,15 @@ def probe_evaluations(train: Sequence[Record], tests: Mapping[str, Sequence[Reco
         return {(PROBE, seed, role): GradingEval.load(path) for role, path in cached.items()}, used
     extractor, used = feature_extractor(image_size, encoder_weights)
     grades = np.array([r.grade for r in train])
-    probe = fit_probe(pooled_features(extractor, list(train), image_size), grades, seed)
+    probe = fit_probe(pooled_features(extractor, list(train), image_size,
+                                      preprocessing=preprocessing), grades, seed)
     out = {}
     for role, records in tests.items():
         if not records:
             continue
         y = np.array([r.grade for r in records])
-        prob = probability_of_every_grade(probe, pooled_features(extractor, list(records), image_size))
+        prob = probability_of_every_grade(probe, pooled_features(extractor, list(records), image_size,
+                                                                 preprocessing=preprocessing))
         evaluation = GradingEval([r.image_id for r in records], y, prob, roc_auc_per_grade(y, prob))
         out[(PROBE, seed, role)] = evaluation
         if folder:

@@ -52,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "heldout_images": 0,              # IDRiD-S train images held out of every segmenting run (0: none)
     "heldout_grade_images": 0,        # graded training images held out of every grader (0: none)
     "patience": 0,                    # stop this many epochs after the best held-out one (0: run to the cap)
+    "grade_preprocessing": "none",    # whole-image grade inputs: "none" | "graham" (mtunet.data.pipeline)
     "grade_batches": "paired",        # multi-task on crops: "paired" (whole images skip the decoder) |
                                       # "interleaved" (mtunet.study.run_training.GRADE_BATCHES)
     "dry_run": False,                 # True: check data and parameters, build models, train nothing

@@ -85,15 +85,27 @@ def training_sequence(records, spec, outputs, shuffle=True, augment=None):
 
 
 def _whole_images(records, spec, outputs, augmentation, shuffle, grade_only=False, batch_size=None):
-    """Whole images at the run's input size; batches without segmentation draw graded records."""
+    """Whole images at the run's input size; batches without segmentation draw graded records
+    and go through the run's grade preprocessing (:func:`grade_preprocessing_of`)."""
     from mtunet.data.pipeline import FundusSequence
 
     graded = [r for r in records if r.grade is not None]
-    chosen = graded if (grade_only or "seg" not in outputs) and graded else list(records)
+    for_grade = grade_only or "seg" not in outputs
+    chosen = graded if for_grade and graded else list(records)
     return FundusSequence(chosen, spec.image_size, batch_size=batch_size or spec.batch_size,
                           n_seg_classes=spec.n_seg_classes, outputs=outputs,
                           augmentation=augmentation, shuffle=shuffle, seed=spec.seed,
-                          include_od=spec.include_od, **data_workers())
+                          include_od=spec.include_od,
+                          preprocessing=grade_preprocessing_of(spec) if for_grade else "none",
+                          **data_workers())
+
+
+def grade_preprocessing_of(spec) -> str:
+    """The preprocessing of a run's whole-image grade inputs: the spec's, except for variant B,
+    whose grader reads the image through its segmenter, trained on unnormalised images."""
+    from mtunet.data.pipeline import check_grade_preprocessing
+
+    return "none" if spec.model == "variant_b" else check_grade_preprocessing(spec.grade_preprocessing)
 
 
 def _default_steps(records, spec) -> int:
@@ -209,7 +221,7 @@ def heldout_selection(spec, held: Sequence[Record], task: str, model_name: str |
         rule = heldout.LESION_RULE
         rank = heldout.lesion_rank
     else:
-        scorer = heldout.grade_scorer(held, spec.image_size)
+        scorer = heldout.grade_scorer(held, spec.image_size, grade_preprocessing_of(spec))
         rule, rank = heldout.GRADE_RULE, heldout.grade_rank
     return heldout.HeldOutSelection(scorer, rank, spec.patience, rule, n_images=len(held))
 

@@ -23,7 +23,7 @@ from mtunet.data.records import Record, data_fingerprint
 from mtunet.errors import UserError
 from mtunet.files import write_atomic
 from mtunet.study.parameters import DEFAULTS
-from mtunet.study.run_training import build_untrained, model_tasks, train_run
+from mtunet.study.run_training import build_untrained, grade_preprocessing_of, model_tasks, train_run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +53,7 @@ class RunSpec:
     heldout_grade_images: int = DEFAULTS["heldout_grade_images"]
     patience: int = DEFAULTS["patience"]
     grade_batches: str = DEFAULTS["grade_batches"]
+    grade_preprocessing: str = DEFAULTS["grade_preprocessing"]
     tag: str = ""                   # the step that asked for it first (not part of its key)
 
     @property
@@ -89,7 +90,8 @@ class RunSpec:
 RUN_PARAMETERS = ("image_size", "work_size", "patch_size", "lesion_share", "lr_schedule", "epochs",
                   "batch_size", "learning_rate", "seg_loss", "encoder_weights", "augment",
                   "steps_per_epoch", "jit_compile", "run_eagerly", "mixed_precision",
-                  "heldout_images", "heldout_grade_images", "patience", "grade_batches")
+                  "heldout_images", "heldout_grade_images", "patience", "grade_batches",
+                  "grade_preprocessing")
 
 
 def history_by_task(frame, tasks: Sequence[str]):
@@ -157,7 +159,9 @@ def cached_eval(kind: str, model_loader, spec: RunSpec, train_records, test_name
         result = score_segmentation(seg_predictor(scorer), test_records, spec.scoring_size,
                                     include_od=spec.include_od)
     else:
-        result = evaluate_grading(model, test_records, spec.image_size)
+        result = evaluate_grading(model, test_records, spec.image_size,
+                                  preprocessing=grade_preprocessing_of(spec),
+                                  cache_dir=root / "prepared")
     write_atomic(path, result.save)        # a kill while saving never leaves half a file
     return result
 

@@ -267,7 +267,7 @@ def tables3_4(ctx: Context, splits, pseudo_train: Sequence[Record], mtunet_train
     # the plain recipe beside the graders (grading_probe): can these images teach the grade?
     probe, probe_init = ({}, "") if ctx.dry_run else grading_probe.probe_evaluations(
         pseudo_train, tests, input_size_for("mtunet", grader_image_size), ctx.base.encoder_weights,
-        ctx.runs_dir, seed=(grading_seeds or seeds)[0])
+        ctx.runs_dir, seed=(grading_seeds or seeds)[0], preprocessing=ctx.base.grade_preprocessing)
     summary = pd.concat([grading_summary({**evaluations, **probe}, name) for name in tests if tests[name]],
                         ignore_index=True) if evaluations else pd.DataFrame()
     if len(summary):

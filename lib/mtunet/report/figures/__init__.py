@@ -21,7 +21,8 @@ the figures work headless (Agg) and in notebooks alike. Each submodule imports `
 from __future__ import annotations
 
 from mtunet.report.figures.ablations import ablation_plot
-from mtunet.report.figures.data import class_balance, lesion_area_by_grade, lesion_size_plot, sample_grid
+from mtunet.report.figures.data import (class_balance, lesion_area_by_grade, lesion_size_plot,
+                                        preprocessing_by_camera, sample_grid)
 from mtunet.report.figures.grading import (confusion_matrix_plot, grading_heatmap, reliability_diagram,
                                            roc_by_network, roc_curves)
 from mtunet.report.figures.overlays import lesion_error_map, overlay_comparison, segmentation_overlays

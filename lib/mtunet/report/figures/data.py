@@ -207,3 +207,27 @@ def lesion_size_plot(table, title: str = "Lesion size against working resolution
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def preprocessing_by_camera(examples: Sequence[tuple[str, np.ndarray, np.ndarray]],
+                            preprocessing: str = "graham",
+                            title: str = "Grade inputs from three cameras, before and after"):
+    """One column per camera (data set): the model input as cropped, padded and resized (top) and
+    after the grade preprocessing (bottom). ``examples``: (caption, raw uint8, preprocessed
+    uint8). Where the photographs differ in colour and brightness and the lower row does not, the
+    preprocessing is doing what it is meant to."""
+    plt = _plt()
+    n = max(1, len(examples))
+    fig, axes = plt.subplots(2, n, figsize=(3.6 * n, 7.4), squeeze=False)
+    for k in range(n):
+        if k >= len(examples):
+            axes[0, k].axis("off")
+            axes[1, k].axis("off")
+            continue
+        caption, raw, done = examples[k]
+        _image_axis(axes[0, k], _as_rgb_uint8(raw), f"{caption}\nas cropped and resized")
+        axes[0, k].title.set_fontsize(9)
+        _image_axis(axes[1, k], _as_rgb_uint8(done), f"after '{preprocessing}'")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
