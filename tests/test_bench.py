@@ -82,3 +82,17 @@ def test_benchmark_times_the_arrays_before_and_after_the_pipeline():
     assert res["pipeline_overhead"] == pytest.approx(res["train_pipeline_s"] / reference - 1)
     assert res["arrays_drift"] == pytest.approx(res["train_arrays_after_s"] / res["train_arrays_s"] - 1)
     assert any("drift" in line for line in lines)
+
+
+def test_the_grade_batches_of_a_multitask_network_are_timed_both_ways():
+    """MTUnet's whole-image grade batch through the whole network and through its grade path:
+    both rates are reported, with their ratio."""
+    from mtunet.commands.bench import run_benchmark
+
+    lines: list[str] = []
+    res = run_benchmark(size=32, batch=2, steps=2, warmup=1, model_name="mtunet", matmul_n=64,
+                        pipeline=False, out=lines.append)
+    assert res["grade_batch_full_images_per_s"] > 0 and res["grade_batch_encoder_images_per_s"] > 0
+    assert res["grade_batch_speedup"] == pytest.approx(
+        res["grade_batch_encoder_images_per_s"] / res["grade_batch_full_images_per_s"])
+    assert any(line.strip().startswith("grade batches") for line in lines)

@@ -454,3 +454,15 @@ def test_history_by_task_names_single_task_columns_like_mtunet():
     assert list(segmenter["seg_loss"]) == [2.0]
     mtunet = pd.DataFrame({"loss": [3.0], "seg_loss": [2.0]})
     assert history_by_task(mtunet, ("seg", "grade")) is mtunet
+
+
+def test_training_curves_draw_the_held_out_curve_a_run_was_chosen_on():
+    import pandas as pd
+
+    frame = pd.DataFrame({"epoch": [0, 1, 2], "seg_red_dice": [0.1, 0.2, 0.3],
+                          "heldout_red_dice": [0.05, 0.15, 0.1]})
+    fig = F.training_curves({("MTUnet", 0): frame}, metrics=("red_dice",))
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert "held-out" in labels and "training" in labels
+    dotted = [line for line in fig.axes[0].lines if line.get_linestyle() == ":"]
+    assert len(dotted) == 1 and list(dotted[0].get_ydata()) == pytest.approx([5, 15, 10])

@@ -369,7 +369,12 @@ def run_benchmark(size: int = 256, batch: int = 2, steps: int = 6, warmup: int =
     if pipeline:
         res.update(_time_pipeline(model, config, (x, y, sw), d_arrays, size, batch, warmup, steps,
                                   n_classes, tasks, seed))
-    # 4. inference
+    # 4. whole-image grade batches of a multi-task network: whole network against grade path
+    if set(tasks) == {"seg", "grade"}:
+        from mtunet.commands.bench_grade_batches import time_grade_batches
+
+        res.update(time_grade_batches(model, config, (x, y, sw), batch, warmup, steps))
+    # 5. inference
     t_inf = _time_inference(model, x, batch, warmup, steps)
     res["infer_s"] = t_inf
     res["infer_images_per_s"] = imgs / t_inf
@@ -508,6 +513,10 @@ def _report(r: dict, out=print) -> None:
             f"{r['train_arrays_after_s']:.1f} s after: drift {100 * r['arrays_drift']:+.1f}%; median "
             f"step {100 * r['pipeline_overhead_median_step']:+.1f}%); one-off decode+prepare "
             f"{r['prepare_s_per_image'] * 1e3:.0f} ms/image (cached after the first epoch)")
+    from mtunet.commands.bench_grade_batches import report_line
+
+    if report_line(r):
+        out(report_line(r))
     out(f"  wall time      {r['wall_s']:.0f} s")
 
 

@@ -302,7 +302,8 @@ def run_steps(folder: Path) -> list[Path]:
 
 TRAINING_RUNS = "training_runs"
 TRAINING_RUN_COLUMNS = ["notebook", "run_id", "model", "seed", "tag", "alpha", "seg_loss", "encoder_init",
-                        "dtype_policy", "epochs", "train_minutes", "resumed", "resume_exact",
+                        "dtype_policy", "epochs", "best_epoch", "cap_hit", "train_minutes",
+                        "resumed", "resume_exact",
                         "trained_by", "training_code", "same_training_code"]
 
 
@@ -329,12 +330,21 @@ def run_inventory_row(spec: RunSpec, folder: Path) -> dict[str, Any] | None:
             "seg_loss": spec.seg_loss if "seg" in tasks else "",
             "encoder_init": "; ".join(str(i.get("encoder_init", "")) for i in infos),
             "dtype_policy": infos[0].get("dtype_policy", ""),
-            "epochs": int(sum(len(h) for h in histories)), "train_minutes": round(seconds / 60, 1),
+            "epochs": int(sum(len(h) for h in histories)), **_selection_fields(infos),
+            "train_minutes": round(seconds / 60, 1),
             "resumed": any(bool(i.get("resumed")) for i in infos),
             "resume_exact": all(exact) if exact else None,
             # which commit trained it, with which training code, and whether that is today's
             "trained_by": "; ".join(sorted(commits)), "training_code": "; ".join(sorted(codes)),
             "same_training_code": codes == {training_code()}}
+
+
+def _selection_fields(infos: Sequence[dict]) -> dict[str, Any]:
+    """The kept epoch and whether the cap ended the run, per step (``mtunet.heldout``); empty for
+    runs without held-out images."""
+    chosen = [i["heldout"] for i in infos if i.get("heldout")]
+    return {"best_epoch": "; ".join(str(h.get("best_epoch")) for h in chosen),
+            "cap_hit": "; ".join(str(bool(h.get("cap_hit"))) for h in chosen)}
 
 
 def write_training_runs(ctx: Context, results: Path, notebook: str):

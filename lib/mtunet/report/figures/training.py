@@ -17,7 +17,8 @@ def _history_column(columns, metric: str):
     model's metric as "seg_red_dice", a single-output one's as "red_dice")."""
     if metric in columns:
         return metric
-    matches = [c for c in columns if str(c).endswith("_" + metric) and not str(c).startswith("val_")]
+    matches = [c for c in columns if str(c).endswith("_" + metric)
+               and not str(c).startswith(("val_", "heldout_"))]
     return matches[0] if len(matches) == 1 else metric
 
 
@@ -34,8 +35,13 @@ def _is_percent_metric(base: str) -> bool:
 
 def _history_ylabel(base: str) -> str:
     if _is_percent_metric(base):
-        return f"{readable(base)} on training batches (%)"
+        return f"{readable(base)} (%)"
     return readable(base)
+
+
+# the line of each kind of column: training batches, Keras validation data, the held-out images
+# a run's length is chosen on (mtunet.heldout: "heldout_<metric>", scored at the masks' own size)
+LINE_KINDS = (("", "-", "training"), ("val_", "--", "validation"), ("heldout_", ":", "held-out"))
 
 
 @dataclass
@@ -64,7 +70,8 @@ def _epochs(frame, offset: float) -> np.ndarray:
 
 
 def _curve_panel(ax, base: str, runs, looks, spread: float, drawn: _Drawn) -> None:
-    """One metric's panel: each run's training curve (solid) and validation curve (dashed)."""
+    """One metric's panel: each run's training curve (solid), validation curve (dashed) and
+    held-out curve (dotted: the images its kept epoch was chosen on)."""
     from matplotlib.lines import Line2D
 
     colour, marker = looks
@@ -73,7 +80,8 @@ def _curve_panel(ax, base: str, runs, looks, spread: float, drawn: _Drawn) -> No
         network, seed = _run_parts(key)
         x = _epochs(frame, spread * (k - (len(runs) - 1) / 2))
         column = _history_column(frame.columns, base)
-        for col, style, kind in ((column, "-", "training"), ("val_" + str(column), "--", "validation")):
+        for prefix, style, kind in LINE_KINDS:
+            col = "heldout_" + base if prefix == "heldout_" else prefix + str(column)
             if col not in frame.columns:
                 continue
             y = np.asarray(pd.to_numeric(frame[col], errors="coerce"), dtype=float)
@@ -113,9 +121,9 @@ def _curve_handles(drawn: _Drawn) -> list:
     from matplotlib.lines import Line2D
 
     handles = list(drawn.run_handles.values())
-    if "validation" in drawn.kinds:
-        handles += [Line2D([], [], color="k", ls="-", label="training"),
-                    Line2D([], [], color="k", ls="--", label="validation")]
+    if drawn.kinds - {"training"}:
+        handles += [Line2D([], [], color="k", ls=style, label=kind)
+                    for _, style, kind in LINE_KINDS if kind in drawn.kinds]
     return handles
 
 
@@ -124,7 +132,7 @@ def _curve_notes(runs, drawn: _Drawn, spread: float) -> str:
     notes = []
     if runs and drawn.most_epochs <= 1:
         notes.append("one epoch per run: single points, no curve" + ("; runs spread sideways" if spread else ""))
-    if runs and "validation" not in drawn.kinds:
+    if runs and not drawn.kinds - {"training"}:
         notes.append("training batches only: these runs hold out no validation images")
     return f"\n({'; '.join(notes)})" if notes else ""
 
