@@ -30,6 +30,7 @@ from mtunet.checkpoints import (  # noqa: F401
     save_final_weights,
 )
 from mtunet.config import runs_dir
+from mtunet.devices import distribution_scope, visible_accelerators  # noqa: F401 (re-exported)
 from mtunet.errors import UserError
 
 
@@ -87,47 +88,6 @@ def set_precision(mixed_precision: bool) -> str:
     policy = "mixed_bfloat16" if mixed_precision else "float32"
     keras.mixed_precision.set_global_policy(policy)
     return policy
-
-
-def visible_accelerators() -> int:
-    """Number of GPUs/TPUs the current backend sees (0 on CPU)."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return len(tf.config.list_logical_devices("GPU"))
-    if backend == "jax":
-        import jax
-
-        return len([d for d in jax.devices() if d.platform != "cpu"])
-    return 0
-
-
-@contextlib.contextmanager
-def distribution_scope():
-    """Data parallelism across every visible accelerator, chosen automatically.
-
-    TensorFlow: `tf.distribute.MirroredStrategy`; JAX: `keras.distribution.DataParallel`.
-    With one device (or none) this is a no-op. Build and compile the model inside it.
-    """
-    n = visible_accelerators()
-    backend = keras.backend.backend()
-    if n <= 1:
-        yield "single-device"
-    elif backend == "tensorflow":
-        import tensorflow as tf
-
-        with tf.distribute.MirroredStrategy().scope():
-            yield f"MirroredStrategy({n})"
-    elif backend == "jax":
-        previous = keras.distribution.distribution()
-        keras.distribution.set_distribution(keras.distribution.DataParallel())
-        try:
-            yield f"DataParallel({n})"
-        finally:
-            keras.distribution.set_distribution(previous)
-    else:  # pragma: no cover
-        yield "single-device"
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -350,7 +310,9 @@ def _resume_or_start(built: keras.Model, run_dir: Path, config: TrainConfig,
     state, unfinished, reason = _find_checkpoint(run_dir, unfinished=previous is not None)
     if state is not None:
         if built.optimizer is not None and not built.optimizer.built:
-            built.optimizer.build(built.trainable_variables)
+            strategy = getattr(built, "distribute_strategy", None)   # TF: the model's devices
+            with strategy.scope() if strategy is not None else contextlib.nullcontext():
+                built.optimizer.build(built.trainable_variables)
         _check_fits(state, built, config)
         start = _Start(state, state.epoch, state.step, state.meta.get("best"),
                        state.meta.get("init_fingerprint"))
