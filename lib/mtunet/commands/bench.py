@@ -373,7 +373,7 @@ def run_benchmark(size: int = 256, batch: int = 2, steps: int = 6, warmup: int =
     if set(tasks) == {"seg", "grade"}:
         from mtunet.commands.bench_grade_batches import time_grade_batches
 
-        res.update(time_grade_batches(model, config, (x, y, sw), batch, warmup, steps))
+        res.update(time_grade_batches(model, config, (x, y, sw), batch, warmup, steps, _fit_timed))
     # 5. inference
     t_inf = _time_inference(model, x, batch, warmup, steps)
     res["infer_s"] = t_inf

@@ -7,23 +7,24 @@ from __future__ import annotations
 import numpy as np
 
 
-def time_grade_batches(model, config, arrays, batch: int, warmup: int, steps: int) -> dict:
+def time_grade_batches(model, config, arrays, batch: int, warmup: int, steps: int,
+                       fit_timed) -> dict:
     """Images/s of whole-image grade batches: the full model with its segmentation weight at 0,
-    then its grade path alone (same weights, same images, same grade targets)."""
+    then its grade path alone (same weights, same images, same grade targets). ``fit_timed``:
+    bench's timed fit (seconds of each timed step)."""
     import keras
 
-    from mtunet.commands.bench import _fit_timed
     from mtunet.train import compile_model
 
     x, y, sw = arrays
     n = steps * batch
     compile_model(model, config)
     seg_off = {**sw, "seg": np.zeros_like(sw["seg"])}
-    full = _fit_timed(model, x, warmup, steps, y=y, sample_weight=seg_off, batch_size=batch,
+    full = fit_timed(model, x, warmup, steps, y=y, sample_weight=seg_off, batch_size=batch,
                       shuffle=False)
     grade_path = keras.Model(model.input, {"grade": model.output["grade"]}, name="grade_path")
     compile_model(grade_path, config)
-    alone = _fit_timed(grade_path, x, warmup, steps, y={"grade": y["grade"]},
+    alone = fit_timed(grade_path, x, warmup, steps, y={"grade": y["grade"]},
                        sample_weight={"grade": sw["grade"]}, batch_size=batch, shuffle=False)
     full_rate, alone_rate = n / float(sum(full)), n / float(sum(alone))
     return {"grade_batch_full_images_per_s": full_rate,
