@@ -49,8 +49,9 @@ def training_sequence(records, spec, outputs, shuffle=True, augment=None):
     ``steps_per_epoch`` batches of lesion-centred crops cut from ``work_size`` images; a multi-task
     model pairs each crop batch (segmentation loss) with a few whole images at the same input size
     (grade loss; at that size the masks are too coarse), or interleaves whole-image batches
-    (``GRADE_BATCHES``); a grader (or variant B's second step) trains on whole images as ever. Batches without segmentation draw only the
-    graded records (a training set may hold lesion-annotated images without a grade).
+    (``GRADE_BATCHES``); a grader (or variant B's second step) trains on whole images as ever.
+    Batches without segmentation draw only the graded records (a training set may hold
+    lesion-annotated images without a grade).
     """
     from mtunet.data.augment import Augmentation
 
