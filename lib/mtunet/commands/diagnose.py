@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from mtunet.cli import positive_int
-from mtunet.commands.select_loss import parse_override
+from mtunet.commands.select_loss import parse_override, profile_parameters
 
 
 def parse_named_arm(text: str) -> tuple[str, dict]:
@@ -42,21 +42,13 @@ def add_parser(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mtunet.commands.run_notebooks import load_profile
     from mtunet.config import resolve_path
     from mtunet.report.tables import write_table
-    from mtunet.study.datasets import resolve_data_dir
-    from mtunet.study.parameters import with_defaults
     from mtunet.study.recipe_diagnosis import diagnose, note
     from mtunet.study.roles import splits_from_parameters
     from mtunet.study.runs import Context
 
-    profile = load_profile(args.profile)
-    params = with_defaults({**profile["parameters"], "profile": profile["name"],
-                            "results_dir": args.out or f"results/{profile['name']}",
-                            "runs_dir": args.runs_dir or f"runs/{profile['name']}",
-                            **dict(args.overrides)})
-    data = resolve_data_dir(args.data_dir or params["data_dir"], params["synthetic"])
+    params, data = profile_parameters(args)
     ctx = Context.from_parameters(params)
     splits = splits_from_parameters(data, params)
     table = diagnose(ctx, splits, args.model, args.arms, args.val_images, args.epochs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from mtunet.cli import positive_int
-from mtunet.commands.select_loss import parse_override
+from mtunet.commands.select_loss import parse_override, profile_parameters
 
 DEFAULT_CANDIDATES = "128,224x none,graham"
 
@@ -39,24 +39,17 @@ def add_parser(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mtunet.commands.run_notebooks import load_profile
     from mtunet.config import resolve_path
     from mtunet.errors import UserError
     from mtunet.report.tables import write_table
-    from mtunet.study.datasets import resolve_data_dir
     from mtunet.study.grading_inputs import note, select_grading_inputs
-    from mtunet.study.parameters import with_defaults
     from mtunet.study.roles import splits_from_parameters
 
-    profile = load_profile(args.profile)
-    params = with_defaults({**profile["parameters"], "profile": profile["name"],
-                            "results_dir": args.out or f"results/{profile['name']}",
-                            **dict(args.overrides)})
+    params, data = profile_parameters(args)
     n_heldout = args.heldout_images or params["heldout_grade_images"]
     if not n_heldout:
         raise UserError("no held-out images: give --heldout-images or set heldout_grade_images "
                         "in the profile")
-    data = resolve_data_dir(args.data_dir or params["data_dir"], params["synthetic"])
     splits = splits_from_parameters(data, params)
     table = select_grading_inputs(splits, args.candidates, n_heldout, params["encoder_weights"])
     write_table(table, resolve_path(params["results_dir"]), "grading_input_selection",

@@ -49,23 +49,31 @@ def parse_override(text: str) -> tuple[str, object]:
     return name, yaml.safe_load(value)
 
 
-def main(args: argparse.Namespace) -> int:
+def profile_parameters(args: argparse.Namespace) -> tuple[dict, "object"]:
+    """(study parameters, data folder) of a command run on a profile: the profile's parameters,
+    its results and runs folders (``--out``, ``--runs-dir``), ``--set`` overrides, and
+    ``--data-dir`` else the profile's data folder (the synthetic set when none)."""
     from mtunet.commands.run_notebooks import load_profile
-    from mtunet.config import resolve_path
-    from mtunet.report.executions import Execution
-    from mtunet.report.manifest import git_commit
     from mtunet.study.datasets import resolve_data_dir
-    from mtunet.study.loss_selection import select_loss
     from mtunet.study.parameters import with_defaults
-    from mtunet.study.roles import splits_from_parameters
-    from mtunet.study.runs import Context
 
     profile = load_profile(args.profile)
     params = with_defaults({**profile["parameters"], "profile": profile["name"],
-                            "results_dir": args.out or f"results/{profile['name']}",
-                            "runs_dir": args.runs_dir or f"runs/{profile['name']}",
+                            "results_dir": getattr(args, "out", None) or f"results/{profile['name']}",
+                            "runs_dir": getattr(args, "runs_dir", None) or f"runs/{profile['name']}",
                             **dict(args.overrides)})
-    data = resolve_data_dir(args.data_dir or params["data_dir"], params["synthetic"])
+    return params, resolve_data_dir(args.data_dir or params["data_dir"], params["synthetic"])
+
+
+def main(args: argparse.Namespace) -> int:
+    from mtunet.config import resolve_path
+    from mtunet.report.executions import Execution
+    from mtunet.report.manifest import git_commit
+    from mtunet.study.loss_selection import select_loss
+    from mtunet.study.roles import splits_from_parameters
+    from mtunet.study.runs import Context
+
+    params, data = profile_parameters(args)
     ctx = Context.from_parameters(params)
     # its wall time joins the profile's notebook executions (the README's results block totals them)
     with Execution(resolve_path(params["runs_dir"]) / "executions.csv", "select-loss",
