@@ -104,3 +104,24 @@ def test_more_devices_than_the_backend_has_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("MTUNET_DATA_PARALLEL", "two")
     with pytest.raises(UserError, match="device count"):
         parallel_devices()
+
+
+def test_cpu_flags_read_from_cpuinfo(tmp_path):
+    from mtunet import devices
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu sse avx2 fma\n\n"
+                       "processor\t: 1\nflags\t\t: other\n")
+    assert devices.cpu_flags(str(cpuinfo)) == {"fpu", "sse", "avx2", "fma"}
+    assert devices.cpu_flags(str(tmp_path / "absent")) == set()
+
+
+def test_bf16_warning_only_where_bf16_is_emulated():
+    from mtunet import devices
+
+    assert devices.bf16_warning(True, {"avx2", "fma"}) is not None
+    assert "mixed_precision: false" in devices.bf16_warning(True, {"avx2"})
+    assert devices.bf16_warning(True, {"avx2", "avx512_bf16"}) is None
+    assert devices.bf16_warning(True, {"amx_bf16"}) is None
+    assert devices.bf16_warning(False, {"avx2"}) is None
+    assert devices.bf16_warning(True, set()) is None      # flags unknown: no guess

@@ -34,6 +34,37 @@ def visible_accelerators() -> int:
     return 0
 
 
+# CPU flags of native bfloat16 arithmetic: without one, XLA/oneDNN emulate bf16 and a
+# mixed_bfloat16 run gives the same numbers far slower (MTUnet, 128 px, batch 8, on an AVX2-only
+# CPU: 82 s per step against 6.2 s in float32)
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """The first CPU's feature flags (empty where the file is absent, as on macOS)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_warning(mixed_precision: bool, flags: set[str] | None = None) -> str | None:
+    """Why a mixed_bfloat16 run will crawl here, or None: it asks for bf16 with no accelerator,
+    on a CPU whose flags are known and have no native bf16 arithmetic."""
+    if not mixed_precision or visible_accelerators():
+        return None
+    flags = cpu_flags() if flags is None else flags
+    if not flags or flags & set(NATIVE_BF16_FLAGS):
+        return None
+    return ("mixed_precision is on, but this CPU has no native bfloat16 arithmetic (none of "
+            f"{', '.join(NATIVE_BF16_FLAGS)}): the same numbers come out, an order of magnitude "
+            "slower than float32; set mixed_precision: false for a run on this machine")
+
+
 def requested_devices() -> int | None:
     """``$MTUNET_DATA_PARALLEL`` as a device count (None when unset)."""
     text = os.environ.get(ENV, "").strip()

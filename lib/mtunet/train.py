@@ -14,6 +14,7 @@ import dataclasses
 import importlib.util
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,7 +31,8 @@ from mtunet.checkpoints import (  # noqa: F401
     save_final_weights,
 )
 from mtunet.config import runs_dir
-from mtunet.devices import distribution_scope, visible_accelerators  # noqa: F401 (re-exported)
+from mtunet.devices import (  # noqa: F401 (re-exported)
+    bf16_warning, distribution_scope, visible_accelerators)
 from mtunet.errors import UserError
 
 
@@ -86,6 +88,9 @@ def set_seeds(seed: int, deterministic: bool = True) -> None:
 def set_precision(mixed_precision: bool) -> str:
     """Set the global dtype policy before a model is built; returns the policy name."""
     policy = "mixed_bfloat16" if mixed_precision else "float32"
+    warning = bf16_warning(mixed_precision)
+    if warning:
+        warnings.warn(warning, RuntimeWarning, stacklevel=2)
     keras.mixed_precision.set_global_policy(policy)
     return policy
 
