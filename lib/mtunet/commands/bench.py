@@ -16,9 +16,10 @@ Warm-up steps (graph tracing, XLA compilation, the first batch) are excluded: th
 the end of the last warm-up step to the end of the last timed step of one ``fit`` call, so the data
 fetched for the timed steps is inside the timing and Keras's per-``fit`` setup is not.
 
-FLOPs are counted analytically from the layer shapes (:func:`analytic_flops`), one multiply-add =
-2 FLOPs, biases, activations, pooling, concatenation and the loss not counted; a training step is
-taken as 3 x the forward pass (forward + gradient w.r.t. inputs + gradient w.r.t. weights).
+FLOPs are counted analytically from the layer shapes (:func:`mtunet.flops.analytic_flops`), one
+multiply-add = 2 FLOPs, biases, activations, pooling, concatenation and the loss not counted; a
+training step is taken as 3 x the forward pass (forward + gradient w.r.t. inputs + gradient w.r.t.
+weights).
 Achieved FLOP/s divided by the measured matmul FLOP/s says how well the framework uses the machine.
 
 The training path is the one ``mtunet.train.fit`` uses: ``set_seeds`` (with TensorFlow op
@@ -40,128 +41,7 @@ import numpy as np
 
 from mtunet.cli import positive_int
 from mtunet.errors import UserError
-
-# ----------------------------------------------------------------------------------------------
-# FLOPs
-# ----------------------------------------------------------------------------------------------
-
-
-def _prod(values) -> int:
-    out = 1
-    for v in values:
-        out *= int(v)
-    return out
-
-
-def _shape_list(shape):
-    """A Keras shape (tuple, or list of one tuple) as a plain tuple."""
-    if isinstance(shape, list) and shape and isinstance(shape[0], (tuple, list)):
-        shape = shape[0]
-    return tuple(shape)
-
-
-def _call_shapes(layer):
-    """(input_shape, output_shape) of every call of ``layer`` in its model graph(s)."""
-    pairs = []
-    for node in getattr(layer, "_inbound_nodes", []) or []:
-        ins = [t.shape for t in node.input_tensors]
-        outs = [t.shape for t in node.output_tensors]
-        if ins and outs:
-            pairs.append((tuple(ins[0]), tuple(outs[0])))
-    if not pairs:  # a layer never called symbolically: fall back to its recorded shapes
-        try:
-            pairs.append((_shape_list(layer.input.shape), _shape_list(layer.output.shape)))
-        except (AttributeError, ValueError):
-            pass
-    return pairs
-
-
-def _spatial(shape, data_format: str):
-    """(spatial dims, channels) of a batched N-d shape in ``data_format``."""
-    if data_format == "channels_first":
-        return shape[2:], shape[1]
-    return shape[1:-1], shape[-1]
-
-
-def layer_flops(layer) -> int:
-    """Forward FLOPs per sample of one (non-nested) layer, summed over its calls; 0 if not counted.
-
-    - Conv1D/2D/3D: ``2 * prod(kernel) * C_in/groups * C_out * prod(output spatial)``.
-    - DepthwiseConv2D: ``2 * k_h * k_w * C_in * depth_multiplier * H_out * W_out``.
-    - SeparableConv2D: its depthwise part plus a 1x1 pointwise conv at the output size.
-    - Conv2DTranspose (and 1D/3D): every *input* pixel scatters a ``k_h x k_w x C_out`` patch of
-      ``C_in``-long dot products, so ``2 * k_h * k_w * C_in * C_out * H_in * W_in``. With kernel =
-      stride (MTUnet's 2x2 / stride 2 upconvs) this is ``2 * C_in * C_out * H_out * W_out``, i.e. the
-      "output size / stride^2" form; with kernel > stride the patches overlap and the count is
-      still per input pixel (no FLOPs are counted for the overlap-add).
-    - Dense: ``2 * C_in * C_out`` for every position of the leading non-batch dimensions.
-    """
-    import keras
-
-    L = keras.layers
-    name = type(layer).__name__
-    total = 0
-    for in_shape, out_shape in _call_shapes(layer):
-        if any(d is None for d in in_shape[1:]) or any(d is None for d in out_shape[1:]):
-            raise ValueError(f"layer {layer.name!r} has an unknown (None) dimension: "
-                             f"{in_shape} -> {out_shape}; build the model with a fixed input size")
-        fmt = getattr(layer, "data_format", "channels_last")
-        if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
-            in_sp, c_in = _spatial(in_shape, fmt)
-            _, c_out = _spatial(out_shape, fmt)
-            total += 2 * _prod(layer.kernel_size) * c_in * c_out * _prod(in_sp)
-        elif isinstance(layer, L.SeparableConv2D):
-            in_sp, c_in = _spatial(in_shape, fmt)
-            out_sp, c_out = _spatial(out_shape, fmt)
-            mid = c_in * layer.depth_multiplier
-            total += 2 * _prod(layer.kernel_size) * mid * _prod(out_sp)
-            total += 2 * mid * c_out * _prod(out_sp)
-        elif isinstance(layer, L.DepthwiseConv2D):
-            _, c_in = _spatial(in_shape, fmt)
-            out_sp, _ = _spatial(out_shape, fmt)
-            total += 2 * _prod(layer.kernel_size) * c_in * layer.depth_multiplier * _prod(out_sp)
-        elif isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)):
-            _, c_in = _spatial(in_shape, fmt)
-            out_sp, c_out = _spatial(out_shape, fmt)
-            groups = int(getattr(layer, "groups", 1) or 1)
-            total += 2 * _prod(layer.kernel_size) * (c_in // groups) * c_out * _prod(out_sp)
-        elif isinstance(layer, L.Dense):
-            c_in, c_out = in_shape[-1], out_shape[-1]
-            total += 2 * c_in * c_out * _prod(in_shape[1:-1])
-        elif name == "EinsumDense":  # pragma: no cover - not used by our models
-            continue
-    return int(total)
-
-
-def _leaf_layers(model):
-    """Every non-model layer inside ``model``, descending into nested models."""
-    for layer in model.layers:
-        sub = getattr(layer, "layers", None)
-        if sub is not None and layer is not model and isinstance(sub, list) and sub:
-            yield from _leaf_layers(layer)
-        else:
-            yield layer
-
-
-def analytic_flops(model) -> int:
-    """Forward-pass FLOPs for ONE image, from the layer shapes (see :func:`layer_flops`).
-
-    Sums Conv / Conv-transpose / Depthwise / Separable / Dense layers (nested models included);
-    everything else (bias adds, activations, pooling, normalisation, concatenation) is ignored —
-    for MTUnet that is < 1 % of the total. A training step costs about 3x this.
-    """
-    return int(sum(layer_flops(layer) for layer in _leaf_layers(model)))
-
-
-def flops_by_type(model) -> dict[str, int]:
-    """analytic_flops split by layer class name (for the report)."""
-    out: dict[str, int] = {}
-    for layer in _leaf_layers(model):
-        f = layer_flops(layer)
-        if f:
-            out[type(layer).__name__] = out.get(type(layer).__name__, 0) + f
-    return out
-
+from mtunet.flops import analytic_flops, flops_by_type, layer_flops  # noqa: F401 (re-exported)
 
 # ----------------------------------------------------------------------------------------------
 # The machine's reference rate
@@ -527,13 +407,18 @@ def _report(r: dict, out=print) -> None:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "bench", help="training/inference speed, FLOP/s vs numpy matmul, input-pipeline overhead",
+        "bench", help="training/inference speed, FLOP/s vs numpy matmul, input-pipeline overhead; "
+                      "--gpu-plan: a profile's GPU time and data workers",
         description="Benchmark MTUnet on this machine: training and inference images/s, analytic "
                     "FLOPs and achieved FLOP/s against a numpy float32 matmul measured in the same "
                     "run, and the FundusSequence input pipeline's overhead over in-memory arrays. "
+                    "With --gpu-plan, instead: the GPU time of a profile's whole protocol and the "
+                    "data workers a GPU needs (mtunet.commands.gpu_plan). "
                     "Backend: KERAS_BACKEND (tensorflow or jax).")
-    p.add_argument("--size", type=positive_int, default=256, help="input side in pixels (default 256)")
-    p.add_argument("--batch", type=positive_int, default=2, help="batch size (default 2)")
+    p.add_argument("--size", type=positive_int, default=None,
+                   help="input side in pixels (default 256; with --gpu-plan, the profile's)")
+    p.add_argument("--batch", type=positive_int, default=None,
+                   help="batch size (default 2; with --gpu-plan, the profile's)")
     p.add_argument("--steps", type=positive_int, default=6,
                    help="timed steps per measurement (default 6)")
     p.add_argument("--warmup", type=positive_int, default=1,
@@ -552,6 +437,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--matmul-n", type=positive_int, default=4096,
                    help="side of the numpy reference matmul (default 4096)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    from mtunet.commands.gpu_plan import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=main)
     return p
 
@@ -560,11 +448,18 @@ def main(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.json is not None and args.json.exists() and args.json.is_dir():
         raise UserError(f"--json {args.json}: is a folder, expected a file path")
-    res = run_benchmark(size=args.size, batch=args.batch, steps=args.steps, warmup=args.warmup,
-                        model_name=args.model, jit=args.jit, threads=args.threads,
-                        inter_threads=args.inter_threads, deterministic=not args.no_determinism,
-                        mixed_precision=args.mixed_precision, matmul_n=args.matmul_n,
-                        pipeline=not args.no_pipeline)
+    if args.gpu_plan:
+        from mtunet.commands import gpu_plan
+
+        res = gpu_plan.main(args, machine=f"{_cpu_model()}; CPUs {_cpus()}")
+    else:
+        res = run_benchmark(size=args.size or 256, batch=args.batch or 2, steps=args.steps,
+                            warmup=args.warmup,
+                            model_name=args.model, jit=args.jit, threads=args.threads,
+                            inter_threads=args.inter_threads,
+                            deterministic=not args.no_determinism,
+                            mixed_precision=args.mixed_precision, matmul_n=args.matmul_n,
+                            pipeline=not args.no_pipeline)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=2, default=str))

@@ -262,7 +262,7 @@ def plan(args, n_seg_train: int, n_grade_train: int) -> list[Planned]:
 
 def forward_gflop(models: Sequence[str], image_size: int) -> dict[str, float]:
     """Analytic forward FLOPs per image of each model (built without weights)."""
-    from mtunet.commands.bench import analytic_flops
+    from mtunet.flops import analytic_flops
     from mtunet.models.registry import build_model
     from mtunet.study.runs import input_size_for
 
@@ -274,18 +274,26 @@ def forward_gflop(models: Sequence[str], image_size: int) -> dict[str, float]:
     return out
 
 
+def gpu_seconds(pflop: float, peak_tflops: float, utilisation: float) -> float:
+    """Seconds an accelerator of `peak_tflops` (dense bf16) needs for `pflop` PFLOP when it
+    runs at `utilisation` (a share of that peak, e.g. 0.4)."""
+    if not peak_tflops > 0 or not utilisation > 0:
+        raise ValueError(f"peak_tflops and utilisation must be above 0: {peak_tflops}, {utilisation}")
+    return pflop * 1e3 / (peak_tflops * utilisation)
+
+
 def sizing_text(runs: list[Planned], peak_tflops: float, utilisation: float,
                 max_minutes: float | None) -> str:
     total_pflop = sum(r.train_pflop for r in runs)
-    lines = [f"{'experiment':<15} {'model':<10} {'runs':>4} {'image-steps':>12} "
+    lines = [f"{'experiment':<17} {'model':<19} {'runs':>4} {'image-steps':>12} "
              f"{'GFLOP/img fwd':>14} {'PFLOP':>8}"]
     grouped: dict[tuple[str, str], list[Planned]] = {}
     for r in runs:
         grouped.setdefault((r.experiment, r.model), []).append(r)
     for (experiment, model), rs in grouped.items():
-        lines.append(f"{experiment:<15} {model:<10} {len(rs):>4} {sum(r.image_steps for r in rs):>12,} "
+        lines.append(f"{experiment:<17} {model:<19} {len(rs):>4} {sum(r.image_steps for r in rs):>12,} "
                      f"{rs[0].forward_gflop:>14,.1f} {sum(r.train_pflop for r in rs):>8,.1f}")
-    seconds = total_pflop * 1e3 / (peak_tflops * utilisation)
+    seconds = gpu_seconds(total_pflop, peak_tflops, utilisation)
     lines.append(f"total: {sum(r.image_steps for r in runs):,} image-steps, {total_pflop:,.1f} PFLOP of "
                  f"training; at {utilisation:.0%} of {peak_tflops:,.0f} TFLOP/s that is "
                  f"{seconds / 60:.1f} min (compilation and scoring not included)")
