@@ -280,9 +280,24 @@ def _check_idrid(root: Path, inv: Inventory) -> None:
         inv.notes.append(f"no '{idrid.GRADING}' folder")
 
 
+def _kaggle_image_files(root: Path) -> dict[str, Path]:
+    """image id -> file over ``train/`` and, in a full download, ``test/``; DataError on an empty
+    train/, an id twice in one folder, or an id in both (the reader would silently take train's)."""
+    images = idrid.list_images(root / "train")
+    test_dir = root / "test"
+    if test_dir.is_dir() and idrid.list_files(test_dir, idrid.IMAGE_SUFFIXES):
+        test_images = idrid.list_images(test_dir)
+        both = sorted(set(images) & set(test_images))
+        if both:
+            raise DataError(test_images[both[0]], f"image id {both[0]} is in both train and test "
+                                                  f"(also {images[both[0]]})")
+        images.update(test_images)
+    return images
+
+
 def _check_eyepacs(root: Path, inv: Inventory) -> None:
     es = eyepacs.read_eyepacs(root)
-    stems = idrid.list_images(root / "train")  # DataError on an empty folder or duplicate ids
+    stems = _kaggle_image_files(root)
     _verify_splits(es.records, "Kaggle images")
     grades = [0] * N_GRADES
     splits: dict[str, int] = {}
