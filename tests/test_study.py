@@ -137,3 +137,10 @@ def test_training_runs_inventory_per_notebook_with_resumes(tmp_path):
     write_training_runs(other, results, "04")              # 04 again, now with one run only
     table = pd.read_csv(results / "training_runs.csv", dtype={"notebook": str})
     assert sorted(zip(table["notebook"], table["model"])) == [("04", "unet"), ("05", "unet")]
+
+
+def test_training_runs_table_writes_epochs_as_integers():
+    from mtunet.study.runs import _epoch_text
+
+    assert _epoch_text(3.0) == "3" and _epoch_text("3; 5") == "3; 5" and _epoch_text(4) == "4"
+    assert _epoch_text(float("nan")) == "" and _epoch_text("") == "" and _epoch_text(None) == ""

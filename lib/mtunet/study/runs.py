@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -347,6 +348,16 @@ def _selection_fields(infos: Sequence[dict]) -> dict[str, Any]:
             "cap_hit": "; ".join(str(bool(h.get("cap_hit"))) for h in chosen)}
 
 
+def _epoch_text(value) -> str:
+    """An epoch number as written in the table: ``3`` (not the ``3.0`` a table read back with
+    blanks holds), ``"3; 5"`` for a two-step run, blank for a run without held-out images."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def write_training_runs(ctx: Context, results: Path, notebook: str):
     """results/<profile>/training_runs.csv: every training run notebook `notebook` used (trained,
     loaded from the cache, or scored), how it started, how long its epochs took and whether it
@@ -373,6 +384,7 @@ def write_training_runs(ctx: Context, results: Path, notebook: str):
     for column in ("alpha", "seg_loss", "resume_exact"):     # blank: does not apply / never interrupted
         values = table[column].astype(object)
         table[column] = values.where(values.notna() & (values != ""), "")
+    table["best_epoch"] = table["best_epoch"].map(_epoch_text)
     write_table(table, results, TRAINING_RUNS, "Training runs used by each notebook",
                 note="train_minutes: the epochs' own time (no building, tracing or scoring); "
                      "resumed: continued from a checkpoint after an interruption; resume_exact: "
