@@ -227,6 +227,57 @@ def test_script_checks_a_prepared_copy_under_jax(tiny_synthetic_root, tmp_path):
     assert "to fit in 8 min" in result.stdout
 
 
+def test_image_limits_shrink_the_protocols_roles(synthetic_root, capsys):
+    args = gpu_protocol.build_parser().parse_args(["run"])
+    assert (args.seg_train_images, args.seg_test_images, args.grading_train_per_grade,
+            args.table3_test_images) == (None, None, None, None)           # the paper profile's: all
+    code = gpu_protocol.main(["check", "--data-dir", str(synthetic_root), "--image-size", "64",
+                             "--runs", "1", "--seg-train-images", "3", "--grading-train-per-grade", "1"])
+    assert code == 0
+    images = {line.split()[0]: int(line.split()[1]) for line in capsys.readouterr().out.splitlines()
+              if line.split() and line.split()[0] in ("seg_train", "grade_train")}
+    assert images == {"seg_train": 3, "grade_train": 5}
+    with pytest.raises(SystemExit):
+        gpu_protocol.build_parser().parse_args(["run", "--seg-test-images", "0"])
+
+
+def miniature_arguments(tmp_path: Path, image_size: int, *extra: str) -> list[str]:
+    """A miniature of the GPU command: one epoch, one run, a few images per set, every step."""
+    return ["run", "--out", str(tmp_path / "results"), "--runs-dir", str(tmp_path / "runs"),
+            "--image-size", str(image_size), "--epochs", "1", "--runs", "1", "--batch-size", "1",
+            "--variants", "mtunet", "--segmenters", "unet,mtunet", "--no-mixed-precision",
+            "--seg-train-images", "2", "--seg-test-images", "2", "--grading-train-per-grade", "1",
+            "--table3-test-images", "5", *extra]
+
+
+def check_miniature_results(results: Path) -> None:
+    """Every table of the protocol written, with numbers in range."""
+    status = json.loads((results / "status.json").read_text())
+    assert status["done"] == ["pseudo labels", "table1", "table2", "ttests"] and status["stopped"] is None
+    assert status["backend_device"].startswith("jax")
+    roles = pd.read_csv(results / "data_roles.csv").set_index("role")["images"]
+    assert (roles["seg_train"], roles["seg_test"], roles["grade_train"]) == (2, 2, 5)
+    table2 = pd.read_csv(results / "table2_segmentation.csv")
+    ours = table2.dropna(subset=["ours_mean"])
+    assert set(ours["network"]) == {"UNet", "MTUnet"} and ours["ours_mean"].between(0, 100).all()
+    table1 = pd.read_csv(results / "table1_variants.csv").dropna(subset=["ours_mean"])
+    assert set(table1["metric"]) == {"dice", "roc"} and table1["ours_mean"].between(0, 100).all()
+    assert len(pd.read_csv(results / "ttests.csv")) == 2
+
+
+def test_script_runs_a_miniature_under_jax(synthetic_root, tmp_path):
+    """scripts/gpu_paper_idrid.sh itself, on JAX, from a `prepare`d copy: every step and table."""
+    gpu_protocol.prepare(synthetic_root, tmp_path / "gpu")
+    result = subprocess.run(
+        ["bash", str(SCRIPT), *miniature_arguments(tmp_path, 32, "--encoder-weights", "random")],
+        capture_output=True, text=True, timeout=900,
+        env={**os.environ, "GPU_DATA": str(tmp_path / "gpu"), "KERAS_BACKEND": "jax",
+             "PYTHON": sys.executable, "MAX_MINUTES": "60", "MTUNET_DATA_WORKERS": "1"})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "done in" in result.stdout
+    check_miniature_results(tmp_path / "results")
+
+
 def test_data_workers_variable(monkeypatch):
     from mtunet.errors import UserError
     from mtunet.study.run_training import data_workers

@@ -241,6 +241,53 @@ def test_save_and_load_keep_roles_notes_and_origins(four_sets, tmp_path):
         roles.load_splits(tmp_path)
 
 
+def test_seeded_subset_is_deterministic_and_checks_its_limit():
+    records = [_rec(f"IDRiD_{i:02d}", None, source="idrid-segmentation") for i in range(1, 55)]
+    subset = roles.seeded_subset(records, 5, seed=0, name="seg_train_images")
+    assert len(subset) == 5 and subset == roles.seeded_subset(records, 5, 0, "x")
+    reordered = roles.seeded_subset(records[::-1], 5, seed=0, name="x")     # chosen by id, not
+    assert {r.key for r in reordered} == {r.key for r in subset}           # by position
+    assert [r for r in records if r in subset] == subset                   # order kept
+    assert subset != records[:5]                                           # not the first patients
+    assert roles.seeded_subset(records, 5, seed=1, name="x") != subset     # the seed decides
+    assert roles.seeded_subset(records, None, 0, "x") == records
+    assert roles.seeded_subset(records, 100, 0, "x") == records
+    for bad in (0, -1, 2.5, True, "3"):
+        with pytest.raises(UserError, match="seg_test_images must be a whole number"):
+            roles.seeded_subset(records, bad, 0, "seg_test_images")
+
+
+def test_image_limits_cut_each_role_and_nothing_else(four_sets):
+    full = roles.build_splits(four_sets, 0.3, 0, True, None, **CPU_LIKE)
+    limits = dict(seg_train_images=1, seg_test_images=1, grade_train_images=3, grade_test_images=5)
+    mini = roles.build_splits(four_sets, 0.3, 0, True, None, **CPU_LIKE, **limits)
+    assert len(mini["seg_train"]) == 1 < len(full["seg_train"])
+    assert {r.key for r in mini["seg_train"]} <= {r.key for r in full["seg_train"]}
+    assert "seeded subset of 1 of its 2 images" in mini.notes["seg_train"]
+    assert mini["seg_test"] == full["seg_test"]                            # 1 of 1: all of it
+    assert "seeded subset" not in mini.notes["seg_test"]
+    assert len(mini["grade_test"]) == 5 < len(full["grade_test"])
+    assert sorted(r.grade for r in mini["grade_test"]) == [0, 1, 2, 3, 4]  # stratified
+    assert {r.key for r in mini["grade_test"]} <= {r.key for r in full["grade_test"]}
+    assert "stratified subset of 5 of its" in mini.notes["grade_test"]
+    assert len({r.grade for r in mini["grade_train"]}) == 3 == len(mini["grade_train"])
+    assert {r.key for r in mini["grade_train"]} <= {r.key for r in full["grade_train"]}
+    assert "; stratified subset of 3 of its 40 images" in mini.notes["grade_train"]
+    for role in ("table3_test", "table4_test"):                            # the images left out
+        assert mini[role] == full[role], role                              # stay out
+    again = roles.build_splits(four_sets, 0.3, 0, True, None, **CPU_LIKE, **limits)
+    assert all(again[role] == mini[role] for role in roles.ROLES)          # seeded
+    assert roles.split_integrity(mini)["ok"].all()
+
+
+def test_image_limits_come_from_the_parameters(four_sets):
+    params = {**DEFAULTS, **CPU_LIKE, "seg_train_images": 1, "grade_train_images": 2,
+              "grade_test_images": 5}
+    splits = roles.splits_from_parameters(four_sets, params)
+    assert len(splits["seg_train"]) == 1 and len(splits["grade_test"]) == 5
+    assert len(splits["grade_train"]) == 2
+
+
 # --- the real data, with the profiles' mapping ----------------------------------------------------
 
 @pytest.mark.realdata
@@ -272,6 +319,24 @@ def test_real_roles_of_the_profiles(real_messidor_dir, real_aptos_dir, real_eyep
     assert len(splits["table4_test"]) == 130
     integrity = roles.split_integrity(splits)
     assert integrity["ok"].all(), integrity[~integrity["ok"]]
+
+
+@pytest.mark.realdata
+def test_real_roles_of_the_miniature(real_messidor_dir, real_aptos_dir, real_eyepacs_dir, real_idrid_dir):
+    """profiles/paper-miniature.yaml on the real data: the paper profile's mapping, a few images
+    per role, one per grade where a table needs every grade, no leakage."""
+    data = real_messidor_dir.parent
+    splits = roles.splits_from_parameters(data, {**DEFAULTS, **load_profile("paper-miniature")["parameters"]})
+    assert splits.origins == {"grade_train": "aptos2019", "grade_test": "aptos2019",
+                              "table3_test": "messidor-2", "table4_test": "eyepacs"}
+    # Messidor-2 examinations and EyePACS patients are two eyes, kept whole: one per worst grade
+    assert {role: len(splits[role]) for role in roles.ROLES} == {
+        "seg_train": 1, "seg_test": 2, "grade_train": 3, "grade_test": 5, "table3_test": 10, "table4_test": 9}
+    assert sorted(r.grade for r in splits["grade_test"]) == [0, 1, 2, 3, 4]
+    for role in ("table3_test", "table4_test"):
+        assert {r.grade for r in splits[role]} == {0, 1, 2, 3, 4}, role
+    assert all(r.has_masks for r in splits["seg_train"] + splits["seg_test"])
+    assert roles.split_integrity(splits)["ok"].all()
 
 
 # --- Tables 3 and 4 end to end (tiny: 32-px graders, one epoch, eager) ------------------------------

@@ -20,7 +20,7 @@ def test_parameter_cells_repeat_the_defaults(notebook):
             f"{notebook.name}: {name} = {info['default']}, DEFAULTS says {DEFAULTS[name]!r}"
 
 
-@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper", "paper-miniature"])
 def test_profiles_set_only_study_parameters(profile):
     parameters = load_profile(profile)["parameters"]
     assert set(parameters) <= set(DEFAULTS)

@@ -41,7 +41,73 @@ def test_bad_yaml_and_bad_sections(tmp_path):
         runner.load_profile(_profile(tmp_path, "parameters: [\n"))
 
 
-@pytest.mark.parametrize("name", ["smoke", "cpu", "paper"])
+def test_a_base_profile_is_applied_first(tmp_path):
+    path = _profile(tmp_path, "base: paper\nparameters:\n  epochs: 1\n  seeds: [0]\n"
+                              "notebooks:\n  06_grading_baselines: {grader_epochs: 1}\n")
+    profile, paper = runner.load_profile(path), runner.load_profile("paper")
+    assert profile["parameters"] == {**paper["parameters"], "epochs": 1, "seeds": [0]}
+    assert profile["notebooks"] == {"06_grading_baselines": {"grader_epochs": 1}}
+    assert profile["description"] == paper["description"]          # inherited when not given
+    assert profile["bases"] == ["paper"] and profile["name"] == "p" and "base" not in profile
+
+
+def test_bases_chain_by_path_and_merge_notebook_overrides(tmp_path):
+    (tmp_path / "a.yaml").write_text("description: first\nparameters: {epochs: 3, seeds: [0, 1]}\n"
+                                     "notebooks:\n  04_variant_ablation: {alpha_values: [1.0], seg_losses: [bce]}\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\nparameters: {epochs: 2}\n")
+    (tmp_path / "c.yaml").write_text("base: b.yaml\ndescription: third\nparameters: {seeds: [5]}\n"
+                                     "notebooks:\n  04_variant_ablation: {alpha_values: [2.0]}\n")
+    profile = runner.load_profile(str(tmp_path / "c.yaml"))
+    assert profile["parameters"] == {"epochs": 2, "seeds": [5]}
+    assert profile["notebooks"]["04_variant_ablation"] == {"alpha_values": [2.0], "seg_losses": ["bce"]}
+    assert profile["description"] == "third" and profile["bases"] == ["b", "a"]
+
+
+def test_a_missing_or_circular_base_names_the_file(tmp_path):
+    path = _profile(tmp_path, "base: no-such-profile\nparameters: {epochs: 1}\n")
+    with pytest.raises(UserError, match=r"p\.yaml: base 'no-such-profile': no such profile"):
+        runner.load_profile(path)
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(UserError, match=r"b\.yaml: base profiles form a circle \(a\.yaml -> b\.yaml -> a\.yaml\)"):
+        runner.load_profile(str(tmp_path / "a.yaml"))
+    (tmp_path / "self.yaml").write_text("base: self.yaml\n")
+    with pytest.raises(UserError, match="self.yaml: base profiles form a circle"):
+        runner.load_profile(str(tmp_path / "self.yaml"))
+    with pytest.raises(UserError, match="p.yaml: base must be a profile name"):
+        runner.load_profile(_profile(tmp_path, "base: [paper]\n"))
+
+
+def test_a_base_profiles_unknown_parameter_names_the_profile_run(tmp_path):
+    (tmp_path / "a.yaml").write_text("parameters: {imgae_size: 3}\n")
+    profile = runner.load_profile(_profile(tmp_path, "base: a.yaml\n"))
+    with pytest.raises(UserError, match="p.yaml: parameter") as error:
+        runner.parameters_per_notebook(profile, runner.list_notebooks(), {})
+    assert "imgae_size" in str(error.value)
+
+
+def test_the_miniature_is_the_paper_profile_with_a_smaller_budget():
+    """Every parameter the miniature changes is a budget (or a CPU execution setting); the
+    science (image size, loss, optimiser, data roles, graders) is the paper profile's."""
+    mini, paper = runner.load_profile("paper-miniature"), runner.load_profile("paper")
+    assert mini["bases"] == ["paper"]
+    changed = {k for k in mini["parameters"] if mini["parameters"][k] != paper["parameters"].get(k)}
+    budget = {"epochs", "seed_epochs", "seeds", "grading_seeds", "seg_train_images", "seg_test_images",
+              "grading_train_per_grade", "grade_train_images", "grade_test_images", "table3_test_images", "table4_test_images",
+              "alpha_values", "seg_losses", "encoders", "batch_size"}
+    execution = {"mixed_precision", "jit_compile", "run_eagerly"}
+    assert changed <= budget | execution, changed - budget - execution
+    p = mini["parameters"]
+    assert (p["image_size"], p["grader_image_size"], p["seg_loss"], p["learning_rate"]) == (512, 512, "bce", 1e-5)
+    assert "nasnet_large" in p["grading_models"] and p["table3_set"] == "messidor-2"
+    assert p["alpha_values"] == [1.0] and p["seg_losses"] == ["bce"]   # Table 1's run, reused
+    assert p["seg_test_images"] >= 2                                   # a paired t-test needs two
+    # run_all.sh passes its arguments to the runner: the name is accepted as it is
+    args = runner.build_parser().parse_args(["--profile", "paper-miniature", "--data-dir", "../shared/data"])
+    assert runner.load_profile(args.profile)["name"] == "paper-miniature"
+
+
+@pytest.mark.parametrize("name", ["smoke", "cpu", "paper", "paper-miniature"])
 def test_shipped_profiles_are_valid(name):
     profile = runner.load_profile(name)
     per_notebook = runner.parameters_per_notebook(profile, runner.list_notebooks(), {})

@@ -144,3 +144,17 @@ def test_training_runs_table_writes_epochs_as_integers():
 
     assert _epoch_text(3.0) == "3" and _epoch_text("3; 5") == "3; 5" and _epoch_text(4) == "4"
     assert _epoch_text(float("nan")) == "" and _epoch_text("") == "" and _epoch_text(None) == ""
+
+
+def test_eager_grading_predictions_hold_a_bounded_number_of_pixels():
+    """An eagerly called model keeps every layer's output for the whole batch: at 512 px its
+    grading predictions go one image at a time; traced models and small images keep the default."""
+    from types import SimpleNamespace
+
+    from mtunet.study.runs import eager_prediction_batch
+
+    eager, traced = SimpleNamespace(run_eagerly=True), SimpleNamespace(run_eagerly=False)
+    assert eager_prediction_batch(eager, 512) == {"batch_size": 1}
+    assert eager_prediction_batch(eager, 256) == {"batch_size": 4}
+    assert eager_prediction_batch(eager, 128) == {} == eager_prediction_batch(eager, 64)
+    assert eager_prediction_batch(traced, 512) == {} == eager_prediction_batch(object(), 512)

@@ -39,6 +39,15 @@ H100_BF16_DENSE_TFLOPS = 989.4      # NVIDIA's dense bf16 tensor-core peak of an
 PAPER_PROFILE = "paper"               # the argument defaults are this profile's parameters
 EXIT_BUDGET = 3
 JIT_CHOICES = {"auto": "auto", "on": True, "off": False}
+# Image limits (study parameters, mtunet.study.roles): option, parameter, what it limits.
+IMAGE_LIMITS = (("--seg-train-images", "seg_train_images", "IDRiD-S training images"),
+                ("--seg-test-images", "seg_test_images", "IDRiD-S test images"),
+                ("--grading-train-per-grade", "grading_train_per_grade",
+                 "graded training images per grade"),
+                ("--grade-train-images", "grade_train_images",
+                 "graded training images, stratified by grade"),
+                ("--table3-test-images", "table3_test_images",
+                 "images of Table 3's test set (Table 1's ROC), stratified by grade"))
 
 
 class BudgetExceeded(UserError):
@@ -107,6 +116,9 @@ def _add_protocol_arguments(p: argparse.ArgumentParser) -> None:
                    help="XLA compilation (default auto: Keras decides; JAX always compiles)")
     p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction,
                    default=d["mixed_precision"], help="mixed_bfloat16 (default on)")
+    for option, name, what in IMAGE_LIMITS:
+        p.add_argument(option, type=positive_int, default=d[name], metavar="N",
+                       help=f"at most N {what}, a seeded subset (default: all; a miniature)")
     p.add_argument("--max-minutes", type=_positive_float, default=None,
                    help="start no training run after this many minutes (default: no limit)")
     p.add_argument("--peak-tflops", type=_positive_float, default=H100_BF16_DENSE_TFLOPS,
@@ -316,9 +328,15 @@ def encoder_weights_for(args, data_dir: Path, default: str) -> str:
     return f"hed-bsds500:{candidate}" if candidate.is_file() else default
 
 
+def role_parameters(args) -> dict:
+    """The paper profile's parameters with this call's image limits (the data roles `check`
+    sizes and `run` trains on)."""
+    return {**protocol_defaults(), **{name: getattr(args, name) for _, name, _ in IMAGE_LIMITS}}
+
+
 def protocol_parameters(args, data_dir: Path, runs_dir: Path) -> dict:
     """The study parameters of this call: the paper profile's, overridden by the options."""
-    d = protocol_defaults()
+    d = role_parameters(args)
     return {**d, "profile": PROFILE, "runs_dir": str(runs_dir), "image_size": args.image_size,
             "epochs": args.epochs, "seed_epochs": args.seed_epochs or args.epochs,
             "seeds": list(range(args.runs)), "batch_size": args.batch_size,
@@ -446,7 +464,7 @@ def check(args) -> int:
     from mtunet.study.roles import splits_from_parameters
 
     data = Path(args.data_dir).resolve()
-    splits = splits_from_parameters(data, protocol_defaults())
+    splits = splits_from_parameters(data, role_parameters(args))
     print(splits.summary().to_string(index=False))
     require_protocol_data(splits, data)
     runs = plan(args, len(splits["seg_train"]), len(splits["grade_train"]))

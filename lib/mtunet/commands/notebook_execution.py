@@ -247,6 +247,7 @@ def update_manifest(results_dir: Path, profile: dict[str, Any], parameters: dict
     write_manifest(path, profile=profile["name"],
                    executions=executions_summary(executions_file(profile["name"])),
                    profile_file=os.path.relpath(profile["path"], project_root()),
+                   profile_bases=profile.get("bases", []),
                    parameters=parameters,
                    notebook_seconds={k: finished[k] for k in sorted(finished)},
                    notebook_commits={**previous.get("notebook_commits", {}),

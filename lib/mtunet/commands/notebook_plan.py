@@ -40,24 +40,76 @@ def list_notebooks(folder: Path | None = None) -> list[Path]:
     return sorted(p for p in folder.glob("*.ipynb") if NOTEBOOK_PATTERN.match(p.name))
 
 
-def load_profile(name_or_path: str) -> dict[str, Any]:
-    """Read a profile YAML by name (profiles/<name>.yaml) or path; check its shape."""
+def _profile_path(name_or_path: str, relative_to: Path | None = None) -> Path:
+    """profiles/<name>.yaml for a bare name; a path otherwise (a base's path: relative to the
+    profile that names it)."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = profile_dir() / f"{name_or_path}.yaml"
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in profile_dir().glob("*.yaml")))
-        raise UserError(f"{path}: no such profile (known profiles: {known})")
+        return profile_dir() / f"{name_or_path}.yaml"
+    if relative_to is not None and not path.is_absolute():
+        return relative_to.parent / path
+    return path
+
+
+def _read_profile(path: Path) -> dict[str, Any]:
+    """One profile file as written (no base applied), its shape checked."""
     try:
         profile = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML ({exc})") from None
-    unknown_sections = set(profile) - {"description", "parameters", "notebooks"}
+    if not isinstance(profile, dict):
+        raise UserError(f"{path}: expected a mapping of description, parameters, notebooks")
+    unknown_sections = set(profile) - {"description", "base", "parameters", "notebooks"}
     if unknown_sections:
         raise UserError(f"{path}: unknown top-level keys {sorted(unknown_sections)} "
-                        "(expected description, parameters, notebooks)")
-    profile.setdefault("parameters", {})
-    profile.setdefault("notebooks", {})
+                        "(expected description, base, parameters, notebooks)")
+    for section in ("parameters", "notebooks"):
+        profile[section] = profile.get(section) or {}
+        if not isinstance(profile[section], dict):
+            raise UserError(f"{path}: '{section}' must be a mapping")
+    return profile
+
+
+def _with_base(profile: dict[str, Any], path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """`profile` on top of the profile its `base:` names: the base's parameters and notebook
+    overrides, then this file's (so a miniature states only what it shrinks)."""
+    name = profile.pop("base", None)
+    if name is None:
+        return profile
+    if not isinstance(name, str) or not name:
+        raise UserError(f"{path}: base must be a profile name or a YAML path, got {name!r}")
+    base_path = _profile_path(name, relative_to=path)
+    if base_path.resolve() in chain:
+        circle = " -> ".join(p.name for p in (*chain, base_path.resolve()))
+        raise UserError(f"{path}: base profiles form a circle ({circle})")
+    if not base_path.exists():
+        raise UserError(f"{path}: base {name!r}: no such profile ({base_path}; known profiles: "
+                        f"{_known_profiles()})")
+    base = _load(base_path, chain)
+    notebooks = {stem: {**(base["notebooks"].get(stem) or {}), **(own or {})}
+                 for stem, own in profile["notebooks"].items()}
+    return {"description": profile.get("description", base.get("description", "")),
+            "parameters": {**base["parameters"], **profile["parameters"]},
+            "notebooks": {**base["notebooks"], **notebooks},
+            "bases": [base_path.stem, *base.get("bases", [])]}
+
+
+def _load(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    return _with_base(_read_profile(path), path, (*chain, path.resolve()))
+
+
+def _known_profiles() -> str:
+    return ", ".join(sorted(p.stem for p in profile_dir().glob("*.yaml")))
+
+
+def load_profile(name_or_path: str) -> dict[str, Any]:
+    """Read a profile YAML by name (profiles/<name>.yaml) or path; check its shape. A profile
+    with ``base: NAME`` starts from that profile's parameters and applies its own on top."""
+    path = _profile_path(name_or_path)
+    if not path.exists():
+        raise UserError(f"{path}: no such profile (known profiles: {_known_profiles()})")
+    profile = _load(path)
+    profile.setdefault("bases", [])
     profile["name"] = path.stem
     profile["path"] = str(path)
     return profile

@@ -29,6 +29,12 @@ DEFAULTS: dict[str, Any] = {
     "table3_test_images": None,       # a stratified subset of that many images (None: all)
     "table4_set": "auto",             # Table 4's (paper: SiDRP14-15); auto: --external-grading-dir, else none
     "table4_test_images": None,
+    # image limits of a miniature (profiles/paper-miniature.yaml): a seeded subset of each set, the
+    # same images on every run (mtunet.study.subsets); None: the whole set, as the paper has it
+    "seg_train_images": None,         # IDRiD-S training images (None: all 54)
+    "seg_test_images": None,          # IDRiD-S test images (None: all 27)
+    "grade_train_images": None,       # a stratified subset of grade_train (None: all, after the cap per grade)
+    "grade_test_images": None,        # a stratified subset of grade_test (None: all held-out images)
     "lesion_size_resolutions": [128, 256, 512],
     # every training run
     "image_size": 64,                 # square input of the networks (whole images; the crop size with crops)

@@ -41,14 +41,16 @@ import json
 import os
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from mtunet.config import project_root, resolve_path
 from mtunet.data.records import Record
 from mtunet.errors import UserError
+# the subset rules live in mtunet.study.subsets; their names stay importable from here
+from mtunet.study.subsets import (cap_per_grade, equal_allocation, group_of,  # noqa: F401
+                                  seeded_subset, split_groups, stratified_subset)
 
 ROLES = ("seg_train", "seg_test", "grade_train", "grade_test", "table3_test", "table4_test")
 SPLITS_FILE = "splits.csv"
@@ -106,14 +108,8 @@ def grading_test_set(splits: StudySplits, role: str = "auto") -> tuple[str, list
 
 
 # ---------------------------------------------------------------------------------------------
-# Groups, duplicates, subsets
+# Duplicates
 # ---------------------------------------------------------------------------------------------
-
-def group_of(record: Record) -> str:
-    """The unit that never straddles two roles: "<source>:<patient_id>" (EyePACS patient,
-    Messidor-2 guessed examination, otherwise the image)."""
-    return f"{record.source}:{record.patient_id or record.image_id}"
-
 
 def file_digest(path: Path) -> str:
     """sha1 of the file's bytes (byte-identical copies of one photograph share it)."""
@@ -153,108 +149,6 @@ def deduplicate(records: Sequence[Record], digests: Mapping[str, str]) -> Dedupl
     return Deduplicated([r for r in records if id(r) not in drop], removed, conflicts)
 
 
-def _groups(records: Sequence[Record], key: Callable[[Record], str]) -> dict[str, list[Record]]:
-    groups: dict[str, list[Record]] = defaultdict(list)
-    for r in records:
-        groups[key(r)].append(r)
-    return groups
-
-
-def _worst_grade(records: Sequence[Record]) -> int:
-    grades = [r.grade for r in records if r.grade is not None]
-    return max(grades) if grades else -1
-
-
-def split_groups(records: Sequence[Record], test_fraction: float, seed: int,
-                 key: Callable[[Record], str] = group_of) -> list[Record]:
-    """Records with ``split`` set to "train"/"test" by group (all images of a group on one side).
-
-    Groups are stratified by their worst grade; within each stratum a seeded shuffle of the sorted
-    group ids sends round(test_fraction * n) groups to test (the rule of
-    :func:`mtunet.data.eyepacs.split_by_patient`, which it reproduces for one set). Order is kept.
-    """
-    if not 0.0 <= test_fraction <= 1.0:
-        raise UserError(f"grade_test_fraction must be in [0, 1], got {test_fraction}")
-    groups = _groups(records, key)
-    strata: dict[int, list[str]] = defaultdict(list)
-    for gid, rs in groups.items():
-        strata[_worst_grade(rs)].append(gid)
-    rng = np.random.default_rng(seed)
-    test: set[str] = set()
-    for stratum in sorted(strata):
-        gids = sorted(strata[stratum])
-        order = rng.permutation(len(gids))
-        test.update(gids[i] for i in order[:int(round(test_fraction * len(gids)))])
-    return [dataclasses.replace(r, split="test" if key(r) in test else "train") for r in records]
-
-
-def cap_per_grade(records: Sequence[Record], n: int | None, seed: int) -> list[Record]:
-    """At most ``n`` records per grade (a seeded choice; order kept). None: all."""
-    if n is None:
-        return list(records)
-    if n < 1:
-        raise UserError(f"grading_train_per_grade must be >= 1 or None, got {n}")
-    by_grade: dict[Any, list[int]] = defaultdict(list)
-    for i, r in enumerate(records):
-        by_grade[r.grade].append(i)
-    rng = np.random.default_rng(seed)
-    keep: set[int] = set()
-    for grade in sorted(by_grade, key=lambda g: (g is None, g or 0)):
-        idx = by_grade[grade]
-        chosen = rng.choice(len(idx), size=min(n, len(idx)), replace=False)
-        keep.update(idx[j] for j in chosen)
-    return [r for i, r in enumerate(records) if i in keep]
-
-
-def equal_allocation(sizes: Mapping[Any, int], n: int) -> dict[Any, int]:
-    """Images per stratum for a subset of ``n``: as equal as the strata allow (a stratum smaller
-    than its share gives all it has, the rest is shared by the larger ones; water-filling)."""
-    target = {k: 0 for k in sizes}
-    left = min(n, sum(sizes.values()))
-    open_ = [k for k in sizes if sizes[k] > 0]
-    while left > 0 and open_:
-        share = max(left // len(open_), 1)
-        for k in sorted(open_, key=lambda k: (sizes[k] - target[k], str(k))):
-            take = min(share, sizes[k] - target[k], left)
-            target[k] += take
-            left -= take
-        open_ = [k for k in open_ if target[k] < sizes[k]]
-    return target
-
-
-def stratified_subset(records: Sequence[Record], n: int | None, seed: int,
-                      key: Callable[[Record], str] = group_of) -> list[Record]:
-    """A subset of about ``n`` images (at least ``n`` when the set has them), whole groups only.
-
-    Strata are the groups' worst grades; each stratum gets an *equal* share of ``n`` where it has
-    the images (:func:`equal_allocation`), so rare grades keep as many positives as possible —
-    per-grade ROC AUC does not depend on prevalence, its interval does on the number of
-    positives. Within a stratum, groups are taken in a seeded random order until its share is
-    reached (a two-image group can overshoot it by one). None or n >= len(records): all of them.
-    """
-    if n is None or n >= len(records):
-        return list(records)
-    if n < 1:
-        raise UserError(f"a test subset needs at least 1 image, got {n}")
-    groups = _groups(records, key)
-    strata: dict[int, list[str]] = defaultdict(list)
-    for gid, rs in groups.items():
-        strata[_worst_grade(rs)].append(gid)
-    sizes = {s: sum(len(groups[g]) for g in gids) for s, gids in strata.items()}
-    target = equal_allocation(sizes, n)
-    rng = np.random.default_rng(seed)
-    chosen: set[str] = set()
-    for stratum in sorted(strata):
-        gids = sorted(strata[stratum])
-        taken = 0
-        for i in rng.permutation(len(gids)):
-            if taken >= target[stratum]:
-                break
-            chosen.add(gids[i])
-            taken += len(groups[gids[i]])
-    return [r for r in records if key(r) in chosen]
-
-
 # ---------------------------------------------------------------------------------------------
 # The roles
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +184,10 @@ def build_splits(data_dir: Path, grade_test_fraction: float = 0.3, split_seed: i
                  grading_train_sets: Sequence[str] = DEFAULT_TRAIN_SETS,
                  grading_train_per_grade: int | None = None,
                  table3_set: str = "auto", table3_test_images: int | None = None,
-                 table4_set: str = "auto", table4_test_images: int | None = None) -> StudySplits:
+                 table4_set: str = "auto", table4_test_images: int | None = None,
+                 seg_train_images: int | None = None, seg_test_images: int | None = None,
+                 grade_train_images: int | None = None,
+                 grade_test_images: int | None = None) -> StudySplits:
     """Read every dataset present under `data_dir` and assign the study's roles.
 
     grading_train_sets       graded sets pooled for grade_train / grade_test (see TRAIN_SETS)
@@ -301,7 +198,14 @@ def build_splits(data_dir: Path, grade_test_fraction: float = 0.3, split_seed: i
                              IDRiD-D when its images exist, else grade_test; Table 4: the external
                              folder if given, else none) or "external" (Table 4)
     table3/4_test_images     a stratified subset of that many images (whole groups; None: all)
+    seg_train/test_images    a seeded subset of that many IDRiD-S train / test images (None: all)
+    grade_train/test_images  a stratified subset of grade_train (after the cap per grade) /
+                             grade_test (whole groups; None: all); the images left out stay out
+                             of every other role
     external_grading_dir     a graded folder for Table 4; when given it is Table 4's set
+
+    The image limits make a miniature of a profile (every step on a few images, the same ones on
+    every run: :mod:`mtunet.study.subsets`); None keeps the paper's sets whole.
     """
     from mtunet.data import load_data_root
 
@@ -311,9 +215,7 @@ def build_splits(data_dir: Path, grade_test_fraction: float = 0.3, split_seed: i
     _check_choice("table4_set", table4_set, TEST_CHOICES)
     root = load_data_root(data_dir)
     splits = StudySplits({role: [] for role in ROLES}, {}, {})
-    splits.roles["seg_train"] = [r for r in root.idrid_seg if r.split == "train"]
-    splits.roles["seg_test"] = [r for r in root.idrid_seg if r.split == "test"]
-    splits.notes["seg_train"] = splits.notes["seg_test"] = "IDRiD-S (A. Segmentation)"
+    _segmentation_roles(splits, root.idrid_seg, seg_train_images, seg_test_images, split_seed)
     # Only the sets this mapping can draw from are read byte by byte (hashes, duplicates).
     needed = {*grading_train_sets, *DEFAULT_TRAIN_SETS, table3_set, table4_set, "idrid-grading"}
     available = {k: v for k, v in _graded_sets(root).items() if k in needed}
@@ -324,6 +226,8 @@ def build_splits(data_dir: Path, grade_test_fraction: float = 0.3, split_seed: i
     drawn = _Drawn(digests)
     train_sets = _training_pool(splits, dedup, grading_train_sets, grading_train_per_grade,
                                 grade_test_fraction, split_seed, balance, drawn)
+    for role, n in (("grade_train", grade_train_images), ("grade_test", grade_test_images)):
+        _limit_graded(splits, role, n, split_seed)
     # Tables 3 and 4, drawn in that order from what the pool (and Table 3) left.
     for role, choice, n_images in (("table3_test", table3_set, table3_test_images),
                                    ("table4_test", table4_set, table4_test_images)):
@@ -335,21 +239,52 @@ def build_splits(data_dir: Path, grade_test_fraction: float = 0.3, split_seed: i
         else:
             origin, records, note = _test_set(role, choice, dedup, splits, train_sets)
         if origin != "grade_test" and records:
-            kept = drawn.unused(records)
-            if len(kept) < len(records):
-                note += f"; {len(records) - len(kept)} images left out (their group or file is in another role)"
-            records = [dataclasses.replace(r, split="test") for r in kept]
-            if n_images is not None and len(records) > n_images:
-                records = stratified_subset(records, n_images, split_seed)
-                note += (f"; stratified subset of {len(records)} images, whole groups, as equal per "
-                         "grade as the set allows")
-            elif n_images is not None:
-                note += f"; all {len(records)} images (a subset of {n_images} was asked for)"
-            drawn.add(records)
+            records, note = _drawn_test_set(records, note, n_images, split_seed, drawn)
             extra = _dedup_note(origin, dedup[origin]) if origin in dedup else ""
             note += f"; grades 0-4: {_counts(records)}" + (f"; {extra}" if extra else "")
         splits.roles[role], splits.notes[role], splits.origins[role] = records, note, origin
     return splits
+
+
+def _segmentation_roles(splits: StudySplits, idrid_seg: Sequence[Record], n_train: int | None,
+                        n_test: int | None, seed: int) -> None:
+    """seg_train / seg_test: IDRiD-S as published, or a seeded subset of each (a miniature)."""
+    for role, split, n, name in (("seg_train", "train", n_train, "seg_train_images"),
+                                 ("seg_test", "test", n_test, "seg_test_images")):
+        published = [r for r in idrid_seg if r.split == split]
+        splits.roles[role] = seeded_subset(published, n, seed, name)
+        note = "IDRiD-S (A. Segmentation)"
+        if len(splits.roles[role]) < len(published):
+            note += f"; seeded subset of {len(splits.roles[role])} of its {len(published)} images"
+        splits.notes[role] = note
+
+
+def _limit_graded(splits: StudySplits, role: str, n: int | None, seed: int) -> None:
+    """A graded role cut to a stratified subset of ``n`` images (whole groups; None: all)."""
+    held = splits[role]
+    if n is None or len(held) <= n:
+        return
+    splits.roles[role] = stratified_subset(held, n, seed)
+    splits.notes[role] += (f"; stratified subset of {len(splits[role])} of its {len(held)} images "
+                           "(the rest are used nowhere)")
+
+
+def _drawn_test_set(records: list[Record], note: str, n_images: int | None, seed: int,
+                    drawn: "_Drawn") -> tuple[list[Record], str]:
+    """A test set without the groups and files another role holds, cut to ``n_images``
+    (stratified, whole groups); the note says what was left out."""
+    kept = drawn.unused(records)
+    if len(kept) < len(records):
+        note += f"; {len(records) - len(kept)} images left out (their group or file is in another role)"
+    records = [dataclasses.replace(r, split="test") for r in kept]
+    if n_images is not None and len(records) > n_images:
+        records = stratified_subset(records, n_images, seed)
+        note += (f"; stratified subset of {len(records)} images, whole groups, as equal per "
+                 "grade as the set allows")
+    elif n_images is not None:
+        note += f"; all {len(records)} images (a subset of {n_images} was asked for)"
+    drawn.add(records)
+    return records, note
 
 
 class _Drawn:
@@ -459,7 +394,10 @@ def splits_from_parameters(data_dir: Path, parameters: Mapping[str, Any]) -> Stu
                         p["external_grading_dir"], grading_train_sets=p["grading_train_sets"],
                         grading_train_per_grade=p["grading_train_per_grade"],
                         table3_set=p["table3_set"], table3_test_images=p["table3_test_images"],
-                        table4_set=p["table4_set"], table4_test_images=p["table4_test_images"])
+                        table4_set=p["table4_set"], table4_test_images=p["table4_test_images"],
+                        seg_train_images=p["seg_train_images"], seg_test_images=p["seg_test_images"],
+                        grade_train_images=p["grade_train_images"],
+                        grade_test_images=p["grade_test_images"])
 
 
 def read_external(path: Path) -> list[Record]:

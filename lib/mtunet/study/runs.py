@@ -162,9 +162,25 @@ def cached_eval(kind: str, model_loader, spec: RunSpec, train_records, test_name
     else:
         result = evaluate_grading(model, test_records, spec.image_size,
                                   preprocessing=grade_preprocessing_of(spec),
-                                  cache_dir=root / "prepared")
+                                  cache_dir=root / "prepared",
+                                  **eager_prediction_batch(model, spec.image_size))
     write_atomic(path, result.save)        # a kill while saving never leaves half a file
     return result
+
+
+# A Keras model called eagerly keeps every layer's output until the call returns, so its memory
+# grows with the batch (measured: NASNetLarge at 512 px, 2.7 GB per image; a batch of 5 needed
+# 16 GB), where a traced prediction frees them as it goes. Eager grading batches hold at most
+# this many pixels: 16 images at 128 px (evaluate_grading's batch), one at 512.
+EAGER_PREDICTION_PIXELS = 16 * 128 * 128
+
+
+def eager_prediction_batch(model, image_size: int) -> dict[str, int]:
+    """``batch_size`` for :func:`mtunet.evaluate.evaluate_grading` when `model` runs eagerly and
+    its images are larger than 128 px (empty: its default; predictions do not depend on it)."""
+    if not getattr(model, "run_eagerly", False) or image_size <= 128:
+        return {}
+    return {"batch_size": max(1, EAGER_PREDICTION_PIXELS // (image_size * image_size))}
 
 
 def grade_only(model):
