@@ -3,6 +3,7 @@
 A profile (profiles/<name>.yaml) is data:
 
     description: one line
+    base: paper            # optional: start from that profile's parameters and overrides
     parameters:            # papermill parameters; each notebook receives the ones it declares
       image_size: 64
       ...
