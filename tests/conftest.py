@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from mtunet.config import default_data_dir
+from mtunet.config import default_data_dir, project_root
 from mtunet.data.synthetic import write_synthetic
 
 SYNTH = dict(n_seg=12, n_grading=15, n_kaggle=20, size=128, seed=0)
@@ -70,3 +71,25 @@ def real_aptos_dir(real_data_dir) -> Path:
     if not (path / "train.csv").is_file():
         pytest.skip(f"real APTOS 2019 not found at {path}; set MTUNET_DATA_DIR")
     return path
+
+
+def _copy_checkout(root: Path) -> Path:
+    """The tracked and untracked-not-ignored files of the checkout into `root`, without its
+    results, figures and regression notebooks (a fresh clone's view, with uncommitted edits)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=project_root(),
+                           capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        source = project_root() / name
+        if not source.is_file() or name.startswith(("results/", "figures/", "tests/regression/")):
+            continue
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(source.read_bytes())
+        target.chmod(source.stat().st_mode)
+    return root
+
+
+@pytest.fixture(scope="session")
+def copy_checkout():
+    """``copy_checkout(root)``: the project as a fresh clone would have it, written into root."""
+    return _copy_checkout

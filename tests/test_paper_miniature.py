@@ -22,7 +22,6 @@ import pandas as pd
 import pytest
 
 from mtunet import paper
-from mtunet.config import project_root
 
 pytestmark = pytest.mark.miniature
 
@@ -41,27 +40,12 @@ FIGURES = ["class_balance.png", "samples_with_masks.png", "lesion_sizes.png",
            "confusion_mtunet.png", "reliability_mtunet.png"]
 
 
-def project_copy(root: Path) -> Path:
-    """The tracked and untracked-not-ignored files of the checkout, without its results."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=project_root(),
-                           capture_output=True, text=True, check=True).stdout.split()
-    for name in files:
-        source = project_root() / name
-        if not source.is_file() or name.startswith(("results/", "figures/", "tests/regression/")):
-            continue
-        target = root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(source.read_bytes())
-        target.chmod(source.stat().st_mode)
-    return root
-
-
 @pytest.fixture(scope="module")
 def miniature(real_aptos_dir, real_messidor_dir, real_idrid_dir, real_eyepacs_dir,
-              tmp_path_factory) -> Path:
+              tmp_path_factory, copy_checkout) -> Path:
     """A cold run of the miniature in a fresh copy (no cached runs); prints its wall time."""
     data = real_idrid_dir.parent.resolve()
-    root = project_copy(tmp_path_factory.mktemp("project"))
+    root = copy_checkout(tmp_path_factory.mktemp("project"))
     # the copy's own library, not the checkout's (the venv has an editable install of the latter)
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "PYTHONPATH": str(root / "lib")}
     env.pop("MTUNET_RUNS_DIR", None)

@@ -34,18 +34,8 @@ FIGURES = ["class_balance.png", "samples_with_masks.png", "seed_segmenter_traini
 
 
 @pytest.fixture(scope="module")
-def smoke_copy(tmp_path_factory) -> Path:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=project_root(),
-                           capture_output=True, text=True, check=True).stdout.split()
-    root = tmp_path_factory.mktemp("project")
-    for name in files:
-        source = project_root() / name
-        if not source.is_file() or name.startswith(("results/", "figures/", "tests/regression/")):
-            continue
-        target = root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(source.read_bytes())
-        target.chmod(source.stat().st_mode)
+def smoke_copy(tmp_path_factory, copy_checkout) -> Path:
+    root = copy_checkout(tmp_path_factory.mktemp("project"))
     cached_runs = project_root() / "runs" / "smoke"
     if cached_runs.is_dir():
         shutil.copytree(cached_runs, root / "runs" / "smoke", copy_function=os.link,

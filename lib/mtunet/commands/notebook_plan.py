@@ -2,8 +2,9 @@
 
 A profile (profiles/<name>.yaml) gives each notebook the papermill parameters it declares; a
 parameter no notebook declares is an error. A profile with ``base: NAME`` is that profile's
-parameters with its own applied on top (a miniature names only what it shrinks). Each notebook's stamp is a digest of its source, the
-library's source, its parameters and the stamp of the notebook before it (a chain: a change early
+parameters with its own applied on top (a miniature names only what it shrinks). Each notebook's
+stamp is a digest of its source, the library's source, its parameters and the stamp of the
+notebook before it (a chain: a change early
 on makes every later notebook stale); the stamps of the executed copies are kept in
 results/<profile>/executed/stamps.json. Nothing here runs a notebook
 (:mod:`mtunet.commands.notebook_execution`) or prints (:mod:`mtunet.commands.notebook_progress`).
