@@ -12,7 +12,7 @@ import pytest
 
 from mtunet.data import read_segmentation
 from mtunet.data.pipeline import FundusSequence
-from mtunet.heldout import (HeldOutSelection, band_distance, grade_rank, lesion_rank,
+from mtunet.heldout import (HeldOutSelection, band_distance, grade_rank, is_sane, lesion_rank,
                             lesion_scorer)
 from mtunet.models.registry import build_model
 from mtunet.train import TrainConfig, fit
@@ -49,12 +49,14 @@ def seg_records(synthetic_root):
     return [r for r in read_segmentation(synthetic_root / "IDRiD") if r.split == "train"][:4]
 
 
-def scripted(dice_by_epoch):
+def scripted(by_epoch):
     """A scorer whose result depends only on how many epochs the model has trained (its
-    optimiser's step count), so a resumed run sees what an uninterrupted one saw."""
+    optimiser's step count), so a resumed run sees what an uninterrupted one saw. `by_epoch`
+    holds a Dice (sane areas) or a whole score dict per epoch."""
     def score(model):
         epoch = int(keras.ops.convert_to_numpy(model.optimizer.iterations)) // STEPS - 1
-        return seg(dice_by_epoch[epoch], dice_by_epoch[epoch])
+        value = by_epoch[epoch]
+        return value if isinstance(value, dict) else seg(value, value)
     return score
 
 
@@ -109,6 +111,32 @@ def test_a_run_without_a_better_epoch_runs_to_its_cap(seg_records, tmp_path):
     result = _fit(seg_records, tmp_path, "c", [0.1, 0.2, 0.3], epochs=3, patience=2)
     info = json.loads((tmp_path / "c" / "run.json").read_text())["heldout"]
     assert result.epochs_done == 3 and info["best_epoch"] == 3 and info["cap_hit"] is True
+
+
+@pytest.mark.backend
+def test_patience_waits_for_a_sane_epoch(seg_records, tmp_path):
+    scores = [seg(0.0, 0.2, red_area=0.29),     # a near-empty start, nearer the band than
+              seg(0.08, 0.2, red_area=13.4),    # the floods of a network that is learning
+              seg(0.10, 0.2, red_area=5.0),
+              seg(0.30, 0.4, red_area=1.2),     # first sane epoch: patience runs from here
+              seg(0.35, 0.4), seg(0.2, 0.3), seg(0.9, 0.9)]
+    result = _fit(seg_records, tmp_path, "w", scores, epochs=7, patience=1)
+    info = json.loads((tmp_path / "w" / "run.json").read_text())["heldout"]
+    assert result.epochs_done == 6 and info["best_epoch"] == 5 and info["cap_hit"] is False
+    assert info["best"]["red_dice"] == 0.35
+
+
+@pytest.mark.backend
+def test_a_run_never_sane_trains_to_its_cap_and_keeps_the_nearest_epoch(seg_records, tmp_path):
+    scores = [seg(0.0, 0.2, red_area=0.29), seg(0.1, 0.2, red_area=13.4), seg(0.2, 0.3, red_area=2.4)]
+    result = _fit(seg_records, tmp_path, "n", scores, epochs=3, patience=1)
+    info = json.loads((tmp_path / "n" / "run.json").read_text())["heldout"]
+    assert result.epochs_done == 3 and info["cap_hit"] is True and info["best_epoch"] == 3
+
+
+def test_is_sane_reads_the_first_element_of_either_rank():
+    assert is_sane(lesion_rank(seg(0.1, 0.1))) and not is_sane(lesion_rank(seg(0.5, 0.5, red_area=3)))
+    assert is_sane(grade_rank({"mean_auc": 0.5})) and not is_sane(grade_rank({"mean_auc": float("nan")}))
 
 
 @pytest.mark.backend

@@ -3,7 +3,12 @@
 Every epoch, the images held out of the run's training set are scored; the epoch that scores best
 is remembered (its weights written to ``heldout-best-eNNN.npz``), and the run stops once
 ``patience`` epochs have passed without a better one, or at its cap (the profile's ``epochs``).
-The run keeps the best epoch's weights, not the last. The test split is never looked at.
+Patience only runs once the best epoch is a sane one (both area ratios in the band; for a grader,
+a finite AUC): a run that has not yet produced a sane epoch has not converged, and trains on to
+its cap. (Without this, an untrained network's first epoch, a near-empty prediction just short of
+the band, outranks the flooding epochs every network passes through while it learns, and the
+window stopped such runs at epoch 3 with a held-out Dice of 0.) The run keeps the best epoch's
+weights, not the last. The test split is never looked at.
 
 The rule for segmenters (and the multi-task networks, whose grade converges in far fewer steps):
 an epoch whose pooled red and yellow area ratios (predicted / true lesion pixels) both lie in
@@ -62,11 +67,17 @@ def band_distance(ratio: float, bounds: Sequence[float] = SANE_AREA_RATIO) -> fl
 
 def lesion_rank(scores: dict[str, float]) -> tuple[float, float]:
     """Sort key of one epoch's lesion scores (higher is better): sane areas first, then the mean
-    pooled Dice; an epoch outside the band ranks by how near it is."""
+    pooled Dice; an epoch outside the band ranks by how near it is. The first element is 1 for a
+    sane epoch, 0 otherwise (:func:`is_sane`)."""
     distance = max(band_distance(scores["red_area_ratio"]), band_distance(scores["yellow_area_ratio"]))
     if distance == 0.0:
         return (1.0, (scores["red_dice"] + scores["yellow_dice"]) / 2)
     return (0.0, -distance)
+
+
+def is_sane(rank: tuple) -> bool:
+    """Whether an epoch's sort key (:func:`lesion_rank`, :func:`grade_rank`) marks it sane."""
+    return rank[0] > 0
 
 
 def grade_rank(scores: dict[str, float]) -> tuple[float, float]:
@@ -166,7 +177,7 @@ def grade_scorer(records, image_size: int, preprocessing: str = "none"
 
 class HeldOutSelection(keras.callbacks.Callback):
     """Scores the held-out images after every epoch, remembers the best epoch and stops the run
-    ``patience`` epochs after it (0: never early). Place it before the CSV logger (the scores go
+    ``patience`` epochs after it once that epoch is sane (0: never early). Place it before the CSV logger (the scores go
     into history.csv as ``heldout_<name>``) and the checkpointer (which stores :meth:`state`)."""
 
     def __init__(self, scorer: Callable[[keras.Model], dict[str, float]],
@@ -204,7 +215,8 @@ class HeldOutSelection(keras.callbacks.Callback):
             self.best_epoch = epoch
             weights = {f"arr_{i}": np.asarray(w) for i, w in enumerate(self.model.get_weights())}
             _savez_atomic(self.run_dir / f"{BEST_PREFIX}{epoch + 1:03d}.npz", weights)
-        if self.patience and epoch - self.best_epoch >= self.patience:
+        best_is_sane = is_sane(self.rank(self.scores[self.best_epoch]))
+        if self.patience and best_is_sane and epoch - self.best_epoch >= self.patience:
             self.stopped_early = True
             self.model.stop_training = True
 
