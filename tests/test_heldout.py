@@ -128,15 +128,18 @@ def test_patience_waits_for_a_sane_epoch(seg_records, tmp_path):
 
 @pytest.mark.backend
 def test_a_run_never_sane_trains_to_its_cap_and_keeps_the_nearest_epoch(seg_records, tmp_path):
-    scores = [seg(0.0, 0.2, red_area=0.29), seg(0.1, 0.2, red_area=13.4), seg(0.2, 0.3, red_area=2.4)]
+    scores = [seg(0.0, 0.2, red_area=0.29), seg(0.1, 0.2, red_area=13.4),
+              seg(0.2, 0.3, red_area=2.4)]
     result = _fit(seg_records, tmp_path, "n", scores, epochs=3, patience=1)
     info = json.loads((tmp_path / "n" / "run.json").read_text())["heldout"]
     assert result.epochs_done == 3 and info["cap_hit"] is True and info["best_epoch"] == 3
 
 
 def test_is_sane_reads_the_first_element_of_either_rank():
-    assert is_sane(lesion_rank(seg(0.1, 0.1))) and not is_sane(lesion_rank(seg(0.5, 0.5, red_area=3)))
-    assert is_sane(grade_rank({"mean_auc": 0.5})) and not is_sane(grade_rank({"mean_auc": float("nan")}))
+    assert is_sane(lesion_rank(seg(0.1, 0.1)))
+    assert not is_sane(lesion_rank(seg(0.5, 0.5, red_area=3)))
+    assert is_sane(grade_rank({"mean_auc": 0.5}))
+    assert not is_sane(grade_rank({"mean_auc": float("nan")}))
 
 
 @pytest.mark.backend

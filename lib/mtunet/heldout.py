@@ -177,8 +177,9 @@ def grade_scorer(records, image_size: int, preprocessing: str = "none"
 
 class HeldOutSelection(keras.callbacks.Callback):
     """Scores the held-out images after every epoch, remembers the best epoch and stops the run
-    ``patience`` epochs after it once that epoch is sane (0: never early). Place it before the CSV logger (the scores go
-    into history.csv as ``heldout_<name>``) and the checkpointer (which stores :meth:`state`)."""
+    ``patience`` epochs after it once that epoch is sane (0: never early). Place it before the
+    CSV logger (the scores go into history.csv as ``heldout_<name>``) and the checkpointer (which
+    stores :meth:`state`)."""
 
     def __init__(self, scorer: Callable[[keras.Model], dict[str, float]],
                  rank: Callable[[dict[str, float]], tuple], patience: int, rule: str,
