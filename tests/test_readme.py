@@ -104,6 +104,24 @@ def test_the_results_block_says_which_commit_made_them_and_what_training_they_re
     assert "`training_runs` was not produced" in text and "training_runs.md" not in text
 
 
+def test_the_results_block_names_the_cpu_types_that_trained_the_runs():
+    """Byte-for-byte reruns hold on the CPU type that trained the runs: the block names it, and
+    says so when runs came from several types, were resumed on another, or predate the record."""
+    import pandas as pd
+
+    from mtunet.report.readme import training_cpu_text
+
+    one = pd.DataFrame({"run_id": ["a", "b", "a"], "trained_on": ["X [1]", "X [1]", "X [1]"]})
+    assert "one CPU type, `X [1]`: a cold rerun remakes these numbers byte for byte" in training_cpu_text(one)
+    mixed = pd.DataFrame({"run_id": ["a", "b", "c"], "trained_on": ["X [1]", "X [1]; Y [2]", None]})
+    text = training_cpu_text(mixed)
+    assert "trained on 2 CPU types (`X [1]`, `Y [2]`)" in text and "byte for byte" in text
+    assert "Resumed on another CPU type than they started on: b." in text
+    assert "1 of the 3 runs predate the record" in text
+    assert "not recorded" in training_cpu_text(pd.DataFrame({"run_id": ["a"]}))
+    assert training_cpu_text(None) == ""
+
+
 def test_a_table_without_reproduced_values_is_one_line_not_an_empty_column(tmp_path):
     import pandas as pd
 

@@ -139,6 +139,60 @@ def test_training_runs_inventory_per_notebook_with_resumes(tmp_path):
     assert sorted(zip(table["notebook"], table["model"])) == [("04", "unet"), ("05", "unet")]
 
 
+def test_each_training_session_records_its_cpu_and_the_inventory_names_every_type(tmp_path, monkeypatch):
+    """A run started on one CPU type and resumed on another says so in training_runs; a run
+    trained before the record existed has a blank, not a guess; an unreadable line is skipped."""
+    import json
+
+    from mtunet.report import manifest
+    from mtunet.study import runs
+    from mtunet.study.parameters import DEFAULTS
+
+    ctx = runs.Context.from_parameters({**DEFAULTS, "profile": "test", "runs_dir": str(tmp_path / "runs")})
+    spec = ctx.spec(model="unet", seed=0)
+    folder = ctx.run_dir(spec, [])
+    for label in ("CPU A [aaaa]", "CPU A [aaaa]", "CPU B [bbbb]"):       # start, resume, resume
+        monkeypatch.setattr(manifest, "cpu", lambda label=label: {"type": label[-5:-1], "label": label})
+        runs.record_training_cpu(folder)
+    with open(folder / runs.TRAINED_ON, "a") as handle:
+        handle.write("{not json\n")
+    assert runs.training_cpus(folder) == ["CPU A [aaaa]", "CPU B [bbbb]"]
+    assert json.loads((folder / runs.TRAINED_ON).read_text().splitlines()[0])["cpu_type"] == "aaaa"
+
+    (folder / "run.json").write_text(json.dumps({"encoder_init": "random", "dtype_policy": "float32"}))
+    assert runs.run_inventory_row(spec, folder)["trained_on"] == "CPU A [aaaa]; CPU B [bbbb]"
+    old = ctx.run_dir(ctx.spec(model="unet", seed=1), [])
+    old.mkdir(parents=True)
+    (old / "run.json").write_text(json.dumps({"encoder_init": "random"}))
+    assert runs.run_inventory_row(ctx.spec(model="unet", seed=1), old)["trained_on"] == ""
+
+
+def test_the_cpu_type_is_read_from_cpuinfo_and_the_cache_sizes(tmp_path):
+    """The CPU identity holds what changes a run's rounding (instruction sets, caches, CPU count)
+    and nothing else; two machines of one type get one `type`, another cache size another."""
+    from mtunet.report.manifest import cpu
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+                    "model name\t: AMD EPYC\nstepping\t: 1\nflags\t\t: fpu sse4_2 avx avx2 fma avx512f "
+                    "avx512_bf16 rdrand\n\nprocessor\t: 1\nmodel name\t: other\n")
+    caches = tmp_path / "cache"
+    for index, (level, kind, size) in enumerate([(1, "Data", "48K"), (2, "Unified", "1024K")]):
+        folder = caches / f"index{index}"
+        folder.mkdir(parents=True)
+        for name, value in (("level", level), ("type", kind), ("size", size)):
+            (folder / name).write_text(f"{value}\n")
+    here = cpu(info, caches)
+    assert here["model_name"] == "AMD EPYC" and here["family"] == "26" and here["model"] == "2"
+    assert here["isa"] == ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16"]
+    assert here["caches"] == {"L1d": "48K", "L2": "1024K"}
+    assert here["label"].startswith("AMD EPYC, family 26 model 2, AVX-512 + BF16, L2 1024K, ")
+    assert here["label"].endswith(f"[{here['type']}]") and cpu(info, caches)["type"] == here["type"]
+    (caches / "index1" / "size").write_text("2048K\n")
+    assert cpu(info, caches)["type"] != here["type"]
+    assert cpu(tmp_path / "absent", tmp_path / "absent")["isa"] == []       # macOS: no cpuinfo
+
+
 def test_training_runs_table_writes_epochs_as_integers():
     from mtunet.study.runs import _epoch_text
 

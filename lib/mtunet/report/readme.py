@@ -161,12 +161,42 @@ def provenance(results: Path, profile: str) -> str | None:
     seconds = sum(manifest.get("notebook_seconds", {}).values())
     runs_table = (f"; [`training_runs.md`](results/{profile}/training_runs.md) has each run's"
                   if (results / "training_runs.md").exists() else "")
+    cpus = training_cpu_text(read_table(results, "training_runs"))
     return (f"**Made by** commit{'s' if len(commits) > 1 else ''} "
             f"{', '.join(f'`{c}`' for c in commits) or 'unknown'} "
             f"([`manifest.json`](results/{profile}/manifest.json)). {training_cost(results)} "
-            f"{wall_time(manifest.get('executions'))}"
+            f"{cpus + ' ' if cpus else ''}{wall_time(manifest.get('executions'))}"
             f"The notebooks' last execution took {seconds / 60:.0f} min in all (runs already "
             f"trained are loaded from `runs/`, so this is not the training time{runs_table}).")
+
+
+def training_cpu_text(runs: pd.DataFrame | None) -> str:
+    """Which CPU types trained the runs (training_runs' ``trained_on``), and so on which CPU a
+    cold rerun remakes the numbers byte for byte ("" where the table is absent)."""
+    if runs is None or not len(runs):
+        return ""
+    if "trained_on" not in runs.columns:
+        return "Which CPU trained each run is not recorded (these runs predate that record)."
+    runs = runs.drop_duplicates("run_id")
+    per_run = runs["trained_on"].fillna("").astype(str).map(lambda v: [c for c in v.split("; ") if c])
+    types = list(dict.fromkeys(c for cpus in per_run for c in cpus))
+    unrecorded = runs.loc[per_run.map(len) == 0, "run_id"].astype(str).tolist()
+    mixed = runs.loc[per_run.map(len) > 1, "run_id"].astype(str).tolist()
+    text = ""
+    if len(types) == 1:
+        text = (f"Every run whose CPU is recorded was trained on one CPU type, `{types[0]}`: a cold "
+                "rerun remakes these numbers byte for byte on a CPU of that type, and other numbers "
+                "on another (TensorFlow's oneDNN kernels round by the instruction set, cache sizes "
+                "and thread count, and training carries a rounding difference into every number).")
+    elif types:
+        text = (f"The runs were trained on {len(types)} CPU types ({', '.join(f'`{c}`' for c in types)}): "
+                "no one CPU type remakes all of these numbers byte for byte.")
+    if mixed:
+        text += f" Resumed on another CPU type than they started on: {', '.join(mixed)}."
+    if unrecorded:
+        text += (f" {len(unrecorded)} of the {len(runs)} runs predate the record of the CPU that "
+                 "trained them.")
+    return text.strip()
 
 
 def wall_time(executions: dict | None) -> str:

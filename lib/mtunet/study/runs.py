@@ -263,8 +263,10 @@ class Context:
         if run_id in self._last:
             return self._last[run_id]
         cached = self.is_trained(spec, records)
-        if not cached and self.before_training is not None:
-            self.before_training(spec)
+        if not cached:
+            record_training_cpu(self.run_dir(spec, records))
+            if self.before_training is not None:
+                self.before_training(spec)
         started = time.time()
         model = train_run(spec, records, run_id, self.runs_dir, verbose=2)
         self.trained.append((spec, list(records), time.time() - started, cached))
@@ -317,11 +319,48 @@ def run_steps(folder: Path) -> list[Path]:
     return sorted(step for step in folder.glob("step*") if (step / "run.json").exists())
 
 
+# One line per training session of a run (its start, and each resume): the CPU it ran on. A run
+# resumed on another CPU type is what neither type makes alone from nothing.
+TRAINED_ON = "trained_on.jsonl"
+
+
+def record_training_cpu(folder: Path) -> None:
+    """Append the CPU this session trains `folder`'s run on to its trained_on.jsonl."""
+    import time
+
+    from mtunet.report.manifest import cpu
+
+    folder.mkdir(parents=True, exist_ok=True)
+    here = cpu()
+    line = json.dumps({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu_type": here["type"],
+                       "cpu": here["label"]})
+    with open(folder / TRAINED_ON, "a") as handle:
+        handle.write(line + "\n")
+
+
+def training_cpus(folder: Path) -> list[str]:
+    """The CPU types (labels) that trained the run in `folder`, in order, each once; [] where the
+    run predates the record or a line cannot be read."""
+    labels: list[str] = []
+    try:
+        lines = (folder / TRAINED_ON).read_text().splitlines()
+    except OSError:
+        return labels
+    for line in lines:
+        try:
+            label = json.loads(line)["cpu"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if label not in labels:
+            labels.append(label)
+    return labels
+
+
 TRAINING_RUNS = "training_runs"
 TRAINING_RUN_COLUMNS = ["notebook", "run_id", "model", "seed", "tag", "alpha", "seg_loss", "encoder_init",
                         "dtype_policy", "epochs", "best_epoch", "cap_hit", "train_minutes",
                         "resumed", "resume_exact",
-                        "trained_by", "training_code", "same_training_code"]
+                        "trained_by", "training_code", "same_training_code", "trained_on"]
 
 
 def run_inventory_row(spec: RunSpec, folder: Path) -> dict[str, Any] | None:
@@ -353,7 +392,8 @@ def run_inventory_row(spec: RunSpec, folder: Path) -> dict[str, Any] | None:
             "resume_exact": all(exact) if exact else None,
             # which commit trained it, with which training code, and whether that is today's
             "trained_by": "; ".join(sorted(commits)), "training_code": "; ".join(sorted(codes)),
-            "same_training_code": codes == {training_code()}}
+            "same_training_code": codes == {training_code()},
+            "trained_on": "; ".join(training_cpus(folder))}
 
 
 def _selection_fields(infos: Sequence[dict]) -> dict[str, Any]:
