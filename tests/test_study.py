@@ -151,9 +151,12 @@ def test_each_training_session_records_its_cpu_and_the_inventory_names_every_typ
     ctx = runs.Context.from_parameters({**DEFAULTS, "profile": "test", "runs_dir": str(tmp_path / "runs")})
     spec = ctx.spec(model="unet", seed=0)
     folder = ctx.run_dir(spec, [])
-    for label in ("CPU A [aaaa]", "CPU A [aaaa]", "CPU B [bbbb]"):       # start, resume, resume
+    for label in ("CPU A [aaaa]", "CPU A [aaaa]"):                       # start, resume
         monkeypatch.setattr(manifest, "cpu", lambda label=label: {"type": label[-5:-1], "label": label})
         runs.record_training_cpu(folder)
+    monkeypatch.setattr(manifest, "cpu", lambda: {"type": "bbbb", "label": "CPU B [bbbb]"})
+    with pytest.warns(UserWarning, match="started on CPU A .aaaa., resumes on CPU B .bbbb."):
+        runs.record_training_cpu(folder)                                   # resumed elsewhere
     with open(folder / runs.TRAINED_ON, "a") as handle:
         handle.write("{not json\n")
     assert runs.training_cpus(folder) == ["CPU A [aaaa]", "CPU B [bbbb]"]

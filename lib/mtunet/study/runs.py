@@ -325,13 +325,19 @@ TRAINED_ON = "trained_on.jsonl"
 
 
 def record_training_cpu(folder: Path) -> None:
-    """Append the CPU this session trains `folder`'s run on to its trained_on.jsonl."""
+    """Append the CPU this session trains `folder`'s run on to its trained_on.jsonl; warn when
+    the run started on another CPU type (it resumes, but no one CPU remakes it from nothing)."""
     import time
 
     from mtunet.report.manifest import cpu
 
     folder.mkdir(parents=True, exist_ok=True)
     here = cpu()
+    earlier = [c for c in training_cpus(folder) if c != here["label"]]
+    if earlier:
+        warnings.warn(f"{folder.name}: started on {earlier[0]}, resumes on {here['label']}: the "
+                      "run finishes, but a cold rerun on either CPU type gives other numbers "
+                      "(delete the folder to train it from nothing here)", stacklevel=2)
     line = json.dumps({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu_type": here["type"],
                        "cpu": here["label"]})
     with open(folder / TRAINED_ON, "a") as handle:
