@@ -115,6 +115,8 @@ def test_the_results_block_names_the_cpu_types_that_trained_the_runs():
     assert "one CPU type, `X [1]`: a cold rerun remakes these numbers byte for byte" in training_cpu_text(one)
     mixed = pd.DataFrame({"run_id": ["a", "b", "c"], "trained_on": ["X [1]", "X [1]; Y [2]", None]})
     text = training_cpu_text(mixed)
+    partly = training_cpu_text(pd.DataFrame({"run_id": ["a", "b"], "trained_on": ["X [1]", None]}))
+    assert "remakes the numbers resting on those runs byte for byte" in partly
     assert "trained on 2 CPU types (`X [1]`, `Y [2]`)" in text and "byte for byte" in text
     assert "Resumed on another CPU type than they started on: b." in text
     assert "1 of the 3 runs predate the record" in text

@@ -183,9 +183,10 @@ def training_cpu_text(runs: pd.DataFrame | None) -> str:
     unrecorded = runs.loc[per_run.map(len) == 0, "run_id"].astype(str).tolist()
     mixed = runs.loc[per_run.map(len) > 1, "run_id"].astype(str).tolist()
     text = ""
+    numbers = "the numbers resting on those runs" if unrecorded else "these numbers"
     if len(types) == 1:
         text = (f"Every run whose CPU is recorded was trained on one CPU type, `{types[0]}`: a cold "
-                "rerun remakes these numbers byte for byte on a CPU of that type, and other numbers "
+                f"rerun remakes {numbers} byte for byte on a CPU of that type, and other numbers "
                 "on another (TensorFlow's oneDNN kernels round by the instruction set, cache sizes "
                 "and thread count, and training carries a rounding difference into every number).")
     elif types:
