@@ -41,3 +41,23 @@ def test_notebooks_that_train_declare_every_run_parameter():
         if "notebook_setup(" in notebook.read_text():
             missing = set(RUN_PARAMETERS) - set(declared_parameters(notebook))
             assert not missing, f"{notebook.name} does not declare {sorted(missing)}"
+
+
+def test_notebook_06_hands_the_graders_cap_to_the_graders():
+    """grader_epochs is declared by notebook 06 alone: a call that drops it trains every baseline
+    grader to the segmenters' cap instead, silently (the cpu profile's graders cap differs)."""
+    import ast
+    import json
+
+    from mtunet.config import project_root
+
+    cells = json.loads((project_root() / "notebooks" / "06_grading_baselines.ipynb").read_text())["cells"]
+    tree = ast.parse("\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code"))
+    calls = {node.func.attr: node for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+             and node.func.attr in ("tables3_4", "histories")}
+    assert set(calls) == {"tables3_4", "histories"}
+    for name, call in calls.items():
+        passed = [a.id for a in call.args if isinstance(a, ast.Name)] + \
+                 [k.value.id for k in call.keywords if isinstance(k.value, ast.Name)]
+        assert "grader_epochs" in passed, f"notebook 06 calls {name} without grader_epochs"
