@@ -399,8 +399,9 @@ def _train_epochs(built: keras.Model, train_data: keras.utils.PyDataset,
             steps_per_epoch=steps,
             # the sequences order their batches themselves (seeded, per epoch); Keras' shuffle
             # would permute them again with Python's global `random`, drawn in tf.data's generator
-            # thread, so the order hung on what else drew from it meanwhile (a 2-device run once
-            # ended elsewhere than the 1-device run of the same batches)
+            # threads, one draw by an iterator that prefetches and may be dropped before it draws:
+            # the order hung on thread timing (a 2-device run once ended elsewhere than the
+            # 1-device run of the same batches)
             shuffle=False,
             callbacks=all_callbacks,
             verbose=config.verbose,
