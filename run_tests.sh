@@ -19,6 +19,10 @@ cd "$(dirname "$0")"
 source scripts/setup_env.sh
 
 workers="${MTUNET_TEST_WORKERS:-$(python -c 'import os; print(max(1, min(4, len(os.sched_getaffinity(0)))))')}"
+case "$workers" in
+  ''|*[!0-9]*|0) echo "error: MTUNET_TEST_WORKERS='$workers': expected a whole number of pytest workers, 1 or more (1: one process)" >&2
+     exit 2 ;;
+esac
 spread=()
 [ "$workers" -gt 1 ] && spread=(-n "$workers" --dist worksteal)
 
