@@ -11,7 +11,7 @@
 #      $MTUNET_DATA_DIR) is absent.
 # Steps 1-2 spread their tests over one pytest-xdist worker per core (at most 4; most tests keep
 # one core busy). Step 5 shares nothing with steps 3-4 (its own copy, runs and results), so it
-# runs beside them and its output follows step 4's; on 2 cores that saves a quarter of an hour.
+# runs beside them and its output follows step 4's (on 2 slow cores: 41 min for steps 3-5, not 54).
 # MTUNET_TEST_WORKERS=N sets the worker count (1: no workers, one process as before).
 # Extra arguments go to the first pytest call (e.g. ./run_tests.sh -k data -x).
 set -euo pipefail
